@@ -1,0 +1,85 @@
+"""minigun_nb: a notebook-first dataflow toolkit.
+
+Define stages with decorators, run the pipeline from a cell, and watch it live::
+
+    import minigun_nb as mg
+
+    pipe = mg.Pipeline("demo")
+
+    @pipe.producer
+    def numbers():
+        yield from range(100)
+
+    @pipe.processor(workers=4)
+    def square(x):
+        return x * x
+
+    result = pipe.run()
+
+Importing the package is light: pandas, loky, widgets and IPython load only where used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .core.graph import Edge, Graph
+from .core.pipeline import Pipeline
+from .core.stage import (
+    Stage,
+    accumulator,
+    batch,
+    consumer,
+    debatch,
+    processor,
+    producer,
+    rebatch,
+    stage,
+)
+from .errors import (
+    AmbiguousStageError,
+    CapacityWarning,
+    CycleError,
+    DefinitionError,
+    DuplicateStageError,
+    MinigunError,
+    PipelineRunningError,
+    StageError,
+    UnknownStageError,
+    WorkerCrashed,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousStageError",
+    "CapacityWarning",
+    "CycleError",
+    "DefinitionError",
+    "DuplicateStageError",
+    "Edge",
+    "Graph",
+    "MinigunError",
+    "Pipeline",
+    "PipelineRunningError",
+    "Stage",
+    "StageError",
+    "UnknownStageError",
+    "WorkerCrashed",
+    "__version__",
+    "accumulator",
+    "batch",
+    "consumer",
+    "debatch",
+    "processor",
+    "producer",
+    "rebatch",
+    "stage",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:  # pragma: no cover - wired by the magic issue
+    """``%load_ext minigun_nb``: registers the ``%%minigun`` cell magic (imported lazily)."""
+    from .notebook.magic import load_ipython_extension as _load
+
+    _load(ipython)

@@ -1,0 +1,1 @@
+"""Describing a pipeline: pure data, no threads, no I/O."""

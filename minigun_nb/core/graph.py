@@ -1,0 +1,640 @@
+"""Resolving a Pipeline into a frozen Graph: a pure function, Pipeline -> Graph.
+
+The rules (SPEC sections 2 and 12) in the order they are applied:
+
+1. Every stage and nested pipeline gets a path relative to the root (``"inner/load"``).
+2. Every name in ``to=``/``from_=``/``routes=`` is resolved: the declaring stage's own pipeline,
+   then pipelines nested below it (nearest level first), then its ancestors; a path with ``/``
+   resolves from the root (with or without the root's name) or from the declaring pipeline.
+3. Default chaining, block by block: an element's dangling exits connect to the entries of the
+   next element that has any, skipping fan-out siblings. A stage's exit is itself unless it has
+   ``to=`` or is dynamic; its entry is itself unless it is a producer, is dynamic or has
+   ``from_=``. A parallel block's entries/exits are the union over its branches; a nested
+   pipeline's are its entry/terminal stages judged by its own internal edges.
+4. Explicit edges are expanded (a pipeline name stands for its entries as a target and for its
+   terminal stages as a source), then cycles are searched for.
+
+Nothing here mutates the Pipeline, so resolving twice gives equal graphs.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..errors import AmbiguousStageError, CycleError, DefinitionError, UnknownStageError
+from .options import PIPELINE_ONLY, STAGE_DEFAULTS
+from .stage import OPERATOR_KINDS, Stage, check_picklable, is_async_callable
+
+if TYPE_CHECKING:
+    from .pipeline import Block, Pipeline
+
+
+class Edge(NamedTuple):
+    """A resolved edge: ``source`` and ``target`` are stage paths.
+
+    ``kind`` is ``"default"`` (definition order), ``"explicit"`` (``to=``/``from_=``),
+    ``"parallel"`` (into or out of a ``parallel()`` block) or ``"nested"`` (across a nested
+    pipeline's boundary).
+
+    Examples
+    --------
+    >>> import minigun_nb as mg
+    >>> mg.Edge("a", "b", "default") == ("a", "b", "default")
+    True
+    """
+
+    source: str
+    target: str
+    kind: str
+
+
+@dataclass(frozen=True, eq=True)
+class StageSpec:
+    """One stage of a resolved graph, with every option filled in."""
+
+    path: str
+    name: str
+    kind: str
+    pipeline: str  # path of the pipeline that owns it ("" for the root)
+    stage: Stage = field(compare=True, repr=False)
+    options: Mapping[str, Any] = field(repr=False)
+    params: Mapping[str, Any] = field(repr=False)
+    dynamic: bool = False
+    routes: tuple[str, ...] = ()
+
+    @property
+    def fn(self) -> Callable[..., Any] | None:
+        return self.stage.fn
+
+
+@dataclass(frozen=True, eq=True)
+class Graph:
+    """A resolved pipeline: stages by path, edges, senders, entries and terminals.
+
+    Examples
+    --------
+    >>> import minigun_nb as mg
+    >>> pipe = mg.Pipeline([mg.producer(lambda: [1], name="gen"),
+    ...                     mg.processor(lambda x: x, name="f")])
+    >>> g = pipe.graph()
+    >>> g.producers, g.terminals, g.upstreams["f"]
+    (('gen',), ('f',), ('gen',))
+    """
+
+    name: str
+    stages: Mapping[str, StageSpec]
+    edges: tuple[Edge, ...]
+    pipelines: tuple[str, ...]
+    #: every stage that can send to a stage: static upstreams, routes= declarers, and for a
+    #: dynamic stage every stage that is not its descendant
+    senders: Mapping[str, tuple[str, ...]]
+    hooks: Mapping[str, tuple[tuple[str, Callable[..., Any]], ...]]
+    options: Mapping[str, Any]
+    #: pipeline path -> {name: ("stage"|"pipeline", path)} for resolving names at run time
+    scopes: Mapping[str, Mapping[str, tuple[str, str]]] = field(repr=False)
+    #: nested pipeline path -> (entry stage paths, terminal stage paths)
+    ports: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(repr=False)
+    upstreams: Mapping[str, tuple[str, ...]] = field(repr=False)
+    downstreams: Mapping[str, tuple[str, ...]] = field(repr=False)
+    prefix: str = ""  # "" for a root graph; the pipeline path for relative_to() views
+
+    @property
+    def producers(self) -> tuple[str, ...]:
+        return tuple(p for p, s in self.stages.items() if s.kind == "producer")
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        """Non-producer, non-dynamic stages with no upstream: they receive ``run(items=...)``."""
+        return tuple(
+            p
+            for p, s in self.stages.items()
+            if s.kind != "producer" and not s.dynamic and not self.upstreams[p]
+        )
+
+    @property
+    def terminals(self) -> tuple[str, ...]:
+        """Stages with no downstream: what they emit is the run's output."""
+        return tuple(p for p in self.stages if not self.downstreams[p])
+
+    def descendants(self, path: str) -> set[str]:
+        """Every stage reachable from ``path`` by static edges (not including itself)."""
+        seen: set[str] = set()
+        todo = list(self.downstreams[path])
+        while todo:
+            p = todo.pop()
+            if p not in seen:
+                seen.add(p)
+                todo.extend(self.downstreams[p])
+        return seen
+
+    def full_path(self, path: str) -> str:
+        return f"{self.name}/{path}"
+
+    def lookup(self, name: str, origin: str) -> tuple[str, str]:
+        """Resolve ``name`` as seen from pipeline ``origin`` to ``(kind, path)``.
+
+        Raises UnknownStageError or AmbiguousStageError.
+        """
+        return _lookup(self.name, self.scopes, name, origin)
+
+    def targets(self, name: str, origin: str) -> tuple[str, ...]:
+        """The stage paths an item routed to ``name`` from pipeline ``origin`` goes to."""
+        kind, path = self.lookup(name, origin)
+        return (path,) if kind == "stage" else self.ports[path][0]
+
+    def relative_to(self, pipeline: str) -> Graph:
+        """The part of the graph inside nested pipeline ``pipeline``, paths relative to it."""
+        if not pipeline:
+            return self
+        pre = pipeline + "/"
+
+        def inside(p: str) -> bool:
+            return p.startswith(pre)
+
+        def cut(p: str) -> str:
+            return p[len(pre):]
+
+        def cut_all(ps: Iterable[str]) -> tuple[str, ...]:
+            return tuple(cut(p) for p in ps if inside(p))
+
+        stages = {
+            cut(p): StageSpec(
+                cut(p), s.name, s.kind, cut(s.pipeline + "/")[:-1] if s.pipeline != pipeline
+                else "", s.stage, s.options, s.params, s.dynamic, cut_all(s.routes),
+            )
+            for p, s in self.stages.items()
+            if inside(p)
+        }
+        return Graph(
+            name=pipeline.rsplit("/", 1)[-1],
+            stages=stages,
+            edges=tuple(
+                Edge(cut(e.source), cut(e.target), e.kind)
+                for e in self.edges
+                if inside(e.source) and inside(e.target)
+            ),
+            pipelines=cut_all(self.pipelines),
+            senders={cut(p): cut_all(v) for p, v in self.senders.items() if inside(p)},
+            hooks=self.hooks,
+            options=self.options,
+            scopes={cut(p + "/")[:-1] if p != pipeline else "": v
+                    for p, v in self.scopes.items() if p == pipeline or inside(p)},
+            ports={cut(p): (cut_all(v[0]), cut_all(v[1]))
+                   for p, v in self.ports.items() if inside(p)},
+            upstreams={cut(p): cut_all(v) for p, v in self.upstreams.items() if inside(p)},
+            downstreams={cut(p): cut_all(v) for p, v in self.downstreams.items() if inside(p)},
+            prefix=pipeline,
+        )
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+def _parent(pp: str) -> str | None:
+    if not pp:
+        return None
+    return pp.rsplit("/", 1)[0] if "/" in pp else ""
+
+
+def _known(root_name: str, scopes: Mapping[str, Mapping[str, tuple[str, str]]]) -> str:
+    names = sorted({path for scope in scopes.values() for _, path in scope.values()})
+    return ", ".join(repr(n) for n in names) or "none"
+
+
+def _lookup(
+    root_name: str, scopes: Mapping[str, Mapping[str, tuple[str, str]]], name: str, origin: str
+) -> tuple[str, str]:
+    if not isinstance(name, str) or not name:
+        raise UnknownStageError(f"stage name {name!r} is not valid; names are strings.")
+    by_path = {path: (kind, path) for scope in scopes.values() for kind, path in scope.values()}
+    if "/" in name:
+        parts = name.split("/")
+        tries = [name, _join(origin, name)]
+        if parts[0] == root_name:
+            tries.insert(0, "/".join(parts[1:]))
+        for t in tries:
+            if t in by_path:
+                return by_path[t]
+        raise UnknownStageError(
+            f"no stage or pipeline at path {name!r} (seen from {_join(root_name, origin)!r}); "
+            f"known paths: {_known(root_name, scopes)}."
+        )
+    if name in scopes[origin]:
+        return scopes[origin][name]
+    # pipelines nested below the origin, nearest level first
+    level = [p for _, p in (v for v in scopes[origin].values()) if p in scopes]
+    while level:
+        hits = [scopes[p][name] for p in level if name in scopes[p]]
+        if len(hits) > 1:
+            listed = ", ".join(repr(_join(root_name, h[1])) for h in hits)
+            raise AmbiguousStageError(
+                f"stage name {name!r} (seen from {_join(root_name, origin)!r}) matches several "
+                f"stages at the same level: {listed}; use the full path instead."
+            )
+        if hits:
+            return hits[0]
+        level = [p for pp in level for _, p in scopes[pp].values() if p in scopes]
+    # then the ancestors, nearest first
+    anc = _parent(origin)
+    while anc is not None:
+        if name in scopes[anc]:
+            return scopes[anc][name]
+        anc = _parent(anc)
+    raise UnknownStageError(
+        f"no stage or pipeline named {name!r} (seen from {_join(root_name, origin)!r}); "
+        f"known: {_known(root_name, scopes)}. Check the spelling, or use a full path."
+    )
+
+
+class _Resolver:
+    """The working state of one resolution (discarded afterwards)."""
+
+    def __init__(self, root: Pipeline, lenient: bool) -> None:
+        from .pipeline import Pipeline
+
+        self.root = root
+        self.lenient = lenient
+        self.pipes: dict[str, Pipeline] = {"": root}
+        self.stage_objs: dict[str, Stage] = {}
+        self.owner: dict[str, str] = {}  # stage path -> pipeline path
+        self.scopes: dict[str, dict[str, tuple[str, str]]] = {}
+        self.subtree: dict[str, list[str]] = {}  # pipeline path -> stage paths in its subtree
+        self.order: list[str] = []
+        self._walk(root, "")
+        self.pipeline_cls = Pipeline
+        self._ports: dict[str, tuple[list[str], list[str]]] = {}
+        self.chain: dict[str, list[Edge]] = {}
+
+    def _walk(self, pipe: Pipeline, pp: str) -> None:
+        from .pipeline import Pipeline
+
+        scope: dict[str, tuple[str, str]] = {}
+        self.scopes[pp] = scope
+        self.subtree[pp] = []
+        for child in pipe._body.walk():
+            path = _join(pp, child.name)
+            if isinstance(child, Pipeline):
+                scope[child.name] = ("pipeline", path)
+                self.pipes[path] = child
+                self._walk(child, path)
+                self.subtree[pp].extend(self.subtree[path])
+            else:
+                scope[child.name] = ("stage", path)
+                self.stage_objs[path] = child
+                self.owner[path] = pp
+                self.order.append(path)
+                self.subtree[pp].append(path)
+
+    # -- names -------------------------------------------------------------------------------
+    def ref(self, name: str, origin: str) -> tuple[str, str] | None:
+        try:
+            return _lookup(self.root.name, self.scopes, name, origin)
+        except (UnknownStageError, AmbiguousStageError) as exc:
+            if self.lenient:
+                return None
+            raise type(exc)(f"{exc}") from None
+
+    def refs(self, names: Iterable[str] | None, origin: str, who: str) -> list[tuple[str, str]]:
+        out = []
+        for n in names or ():
+            try:
+                r = self.ref(n, origin)
+            except DefinitionError as exc:
+                raise type(exc)(f"{who}: {exc}") from None
+            if r is not None:
+                out.append(r)
+        return out
+
+    # -- ports -------------------------------------------------------------------------------
+    def accepts_default_in(self, path: str) -> bool:
+        s = self.stage_objs[path]
+        return s.kind != "producer" and not s.dynamic and s.from_ is None
+
+    def emits_default_out(self, path: str) -> bool:
+        s = self.stage_objs[path]
+        return not s.dynamic and s.to is None
+
+    def ports(self, pp: str) -> tuple[list[str], list[str]]:
+        """Entry and terminal stages of nested pipeline ``pp``, judged by its internal edges."""
+        if pp in self._ports:
+            return self._ports[pp]
+        inside = set(self.subtree[pp])
+        edges = self.internal_edges(pp)
+        has_in = {e.target for e in edges}
+        has_out = {e.source for e in edges}
+        entries = [p for p in self.subtree[pp] if self.accepts_default_in(p) and p not in has_in]
+        exits = [p for p in self.subtree[pp] if self.emits_default_out(p) and p not in has_out]
+        assert all(p in inside for p in entries + exits)
+        self._ports[pp] = (entries, exits)
+        return entries, exits
+
+    def internal_edges(self, pp: str) -> list[Edge]:
+        """Edges with both ends inside pipeline ``pp`` (chaining plus explicit)."""
+        inside = set(self.subtree[pp])
+        sub_pipes = [q for q in self.pipes if q.startswith(pp + "/") or (pp == "" and q)]
+        edges = list(self.chain_edges(pp))
+        for q in sub_pipes:
+            edges.extend(self.chain_edges(q))
+        members = [p for p in self.subtree[pp]]
+        for src, dst, _ in self.declarations(members, sub_pipes, within=pp):
+            edges.extend(e for e in self.expand(src, dst) if e.source in inside
+                         and e.target in inside)
+        return edges
+
+    def contains(self, pp: str, ref: tuple[str, str]) -> bool:
+        """True when ``ref`` lies strictly inside pipeline ``pp``."""
+        kind, path = ref
+        if kind == "stage":
+            return path in set(self.subtree[pp])
+        return path != pp and (pp == "" or path.startswith(pp + "/"))
+
+    def declarations(
+        self, stages: Iterable[str], pipes: Iterable[str], within: str | None = None
+    ) -> list[tuple[tuple[str, str], tuple[str, str], str]]:
+        """(source ref, target ref, who) for every to=/from_= declared by these members.
+
+        With ``within``, only declarations whose both ends lie strictly inside it.
+        """
+        out = []
+        for path in stages:
+            s = self.stage_objs[path]
+            me = ("stage", path)
+            who = f"stage {path!r}"
+            for r in self.refs(s.to, self.owner[path], who):
+                out.append((me, r, who))
+            for r in self.refs(s.from_, self.owner[path], who):
+                out.append((r, me, who))
+        for q in pipes:
+            pipe = self.pipes[q]
+            me = ("pipeline", q)
+            who = f"pipeline {q!r}"
+            origin = _parent(q) or ""
+            for r in self.refs(pipe.to, origin, who):
+                out.append((me, r, who))
+            for r in self.refs(pipe.from_, origin, who):
+                out.append((r, me, who))
+        if within is not None:
+            out = [d for d in out if self.contains(within, d[0]) and self.contains(within, d[1])]
+        return out
+
+    def expand(self, src: tuple[str, str], dst: tuple[str, str]) -> list[Edge]:
+        if src[0] == "pipeline" and dst[0] == "pipeline" and src[1] == dst[1]:
+            raise CycleError(f"pipeline {src[1]!r} routes to itself; remove that to=/from_=.")
+        for ref, other in ((src, dst), (dst, src)):
+            if ref[0] == "pipeline" and self.contains(ref[1], other):
+                raise CycleError(
+                    f"{other[0]} {other[1]!r} routes to its own pipeline {ref[1]!r}, which "
+                    f"would feed it back to itself; route to a stage inside instead."
+                )
+        sources = [src[1]] if src[0] == "stage" else self.ports(src[1])[1]
+        targets = [dst[1]] if dst[0] == "stage" else self.ports(dst[1])[0]
+        return [Edge(s, t, "explicit") for s in sources for t in targets]
+
+    # -- default chaining --------------------------------------------------------------------
+    def explicit_upstreams(self) -> dict[str, set[str]]:
+        """Stage-to-stage explicit edges only: enough to tell fan-out siblings apart."""
+        ups: dict[str, set[str]] = {p: set() for p in self.order}
+        for path in self.order:
+            s = self.stage_objs[path]
+            for kind, r in self.refs(s.to, self.owner[path], f"stage {path!r}"):
+                if kind == "stage":
+                    ups[r].add(path)
+            for kind, r in self.refs(s.from_, self.owner[path], f"stage {path!r}"):
+                if kind == "stage":
+                    ups[path].add(r)
+        return ups
+
+    def chain_edges(self, pp: str) -> list[Edge]:
+        if pp in self.chain:
+            return self.chain[pp]
+        if not hasattr(self, "_xups"):
+            self._xups = self.explicit_upstreams()
+        edges: list[Edge] = []
+        self.chain[pp] = edges  # guards against re-entry while computing
+        self._link_seq(self.pipes[pp]._body.children, pp, edges)
+        return edges
+
+    def _element(self, child: Any, pp: str, edges: list[Edge]) -> tuple[list[str], list[str], str]:
+        """(entries, dangling exits, tag) of one element of a block."""
+        from .pipeline import Block
+
+        if isinstance(child, Stage):
+            path = _join(pp, child.name)
+            ins = [path] if self.accepts_default_in(path) else []
+            outs = [path] if self.emits_default_out(path) else []
+            return ins, outs, "stage"
+        if isinstance(child, self.pipeline_cls):
+            q = _join(pp, child.name)
+            entries, exits = self.ports(q)
+            has_producer = any(self.stage_objs[p].kind == "producer" for p in self.subtree[q])
+            ins = [] if has_producer or child.from_ is not None else list(entries)
+            outs = [] if child.to is not None else list(exits)
+            return ins, outs, "nested"
+        assert isinstance(child, Block)
+        if child.kind == "seq":
+            ins, outs = self._link_seq(child.children, pp, edges)
+            return ins, outs, "seq"
+        ins, outs = [], []
+        for branch in child.children:
+            b_ins, b_outs, _ = self._element(branch, pp, edges)
+            ins.extend(b_ins)
+            outs.extend(b_outs)
+        return ins, outs, "par"
+
+    def _link_seq(self, children: list[Any], pp: str, edges: list[Edge]
+                  ) -> tuple[list[str], list[str]]:
+        first_ins: list[str] | None = None
+        pending: list[tuple[str, str]] = []  # (dangling exit, tag of its element)
+        for child in children:
+            ins, outs, tag = self._element(child, pp, edges)
+            if ins:
+                if first_ins is None:
+                    first_ins = ins
+                still = []
+                for out, out_tag in pending:
+                    targets = [t for t in ins if not (self._xups[t] & self._xups.get(out, set()))]
+                    if not targets:
+                        still.append((out, out_tag))  # only siblings here: look further on
+                        continue
+                    tags = {out_tag, tag}
+                    kind = ("nested" if "nested" in tags
+                            else "parallel" if "par" in tags else "default")
+                    edges.extend(Edge(out, t, kind) for t in targets)
+                pending = still
+            pending.extend((o, tag) for o in outs)
+        return first_ins or [], [o for o, _ in pending]
+
+    # -- the whole graph ----------------------------------------------------------------------
+    def resolve(self) -> Graph:
+        edges: list[Edge] = []
+        for pp in self.pipes:
+            edges.extend(self.chain_edges(pp))
+        nested = [q for q in self.pipes if q]
+        for src, dst, who in self.declarations(self.order, nested):
+            try:
+                edges.extend(self.expand(src, dst))
+            except DefinitionError as exc:
+                raise type(exc)(f"{who}: {exc}") from None
+        seen: dict[tuple[str, str], Edge] = {}
+        for e in edges:
+            seen.setdefault((e.source, e.target), e)
+        rank = {p: i for i, p in enumerate(self.order)}
+        edges = sorted(seen.values(), key=lambda e: (rank[e.source], rank[e.target]))
+        ups: dict[str, list[str]] = {p: [] for p in self.order}
+        downs: dict[str, list[str]] = {p: [] for p in self.order}
+        for e in edges:
+            downs[e.source].append(e.target)
+            ups[e.target].append(e.source)
+        self._check_cycles(downs)
+        specs = {p: self._spec(p) for p in self.order}
+        graph_ups = {p: tuple(v) for p, v in ups.items()}
+        graph_downs = {p: tuple(v) for p, v in downs.items()}
+        senders = self._senders(specs, graph_ups, graph_downs)
+        ports = {q: (tuple(self.ports(q)[0]), tuple(self.ports(q)[1])) for q in nested}
+        hooks: dict[str, list[tuple[str, Callable[..., Any]]]] = {}
+        for q, pipe in self.pipes.items():
+            for kind, fns in pipe.hooks.items():
+                hooks.setdefault(kind, []).extend((q, f) for f in fns)
+        options = {k: self.root.options.get(k, v) for k, v in PIPELINE_ONLY.items()}
+        if not self.lenient:
+            self._validate(specs, graph_downs)
+        return Graph(
+            name=self.root.name,
+            stages=types.MappingProxyType(specs),
+            edges=tuple(edges),
+            pipelines=tuple(nested),
+            senders=types.MappingProxyType(senders),
+            hooks=types.MappingProxyType({k: tuple(v) for k, v in hooks.items()}),
+            options=types.MappingProxyType(options),
+            scopes=types.MappingProxyType(
+                {k: types.MappingProxyType(v) for k, v in self.scopes.items()}
+            ),
+            ports=types.MappingProxyType(ports),
+            upstreams=types.MappingProxyType(graph_ups),
+            downstreams=types.MappingProxyType(graph_downs),
+        )
+
+    def _spec(self, path: str) -> StageSpec:
+        s = self.stage_objs[path]
+        pp = self.owner[path]
+        chain = [self.pipes[q] for q in _ancestry(pp)]
+        opts: dict[str, Any] = dict(STAGE_DEFAULTS)
+        for pipe in chain:
+            opts.update({k: v for k, v in pipe.options.items() if k in STAGE_DEFAULTS})
+        opts.update(s.options)
+        if s.kind in OPERATOR_KINDS:
+            opts.update(workers=1, backend="inline")
+        elif s.kind == "producer":
+            opts["workers"] = 1
+        if opts["retry_on"] is None:
+            opts["retry_on"] = (Exception,)
+        elif not isinstance(opts["retry_on"], tuple):
+            opts["retry_on"] = (opts["retry_on"],)
+        routes = tuple(
+            p for _, p in self.refs(s.routes, pp, f"stage {path!r}")
+        )
+        return StageSpec(
+            path=path, name=s.name, kind=s.kind, pipeline=pp, stage=s,
+            options=types.MappingProxyType(opts), params=types.MappingProxyType(dict(s.params)),
+            dynamic=s.dynamic, routes=routes,
+        )
+
+    def _check_cycles(self, downs: Mapping[str, list[str]]) -> None:
+        state: dict[str, int] = {}
+        stack: list[str] = []
+
+        def visit(p: str) -> None:
+            state[p] = 1
+            stack.append(p)
+            for q in downs[p]:
+                if state.get(q) == 1:
+                    cycle = stack[stack.index(q):] + [q]
+                    raise CycleError(
+                        f"the pipeline has a cycle: {' -> '.join(cycle)}. Items would circle "
+                        f"forever; remove one of these to=/from_= edges (use output.to(...) "
+                        f"for a deliberate loop-back)."
+                    )
+                if q not in state:
+                    visit(q)
+            stack.pop()
+            state[p] = 2
+
+        for p in self.order:
+            if p not in state:
+                visit(p)
+
+    def _senders(self, specs: Mapping[str, StageSpec], ups: Mapping[str, tuple[str, ...]],
+                 downs: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        senders: dict[str, list[str]] = {p: list(ups[p]) for p in self.order}
+        for p, spec in specs.items():
+            for target in spec.routes:
+                if p not in senders[target]:
+                    senders[target].append(p)
+        for p, spec in specs.items():
+            if spec.dynamic:
+                desc = _descendants(p, downs)
+                senders[p] = [q for q in self.order if q != p and q not in desc]
+        return {p: tuple(v) for p, v in senders.items()}
+
+    def _validate(self, specs: Mapping[str, StageSpec], downs: Mapping[str, tuple[str, ...]]
+                  ) -> None:
+        for path, spec in specs.items():
+            route = spec.options.get("route")
+            if isinstance(route, Mapping):
+                for name in route:
+                    _, target = self.ref(name, spec.pipeline) or ("", "")
+                    if target not in downs[path]:
+                        raise DefinitionError(
+                            f"stage {path!r}: route weight {name!r} is not one of its "
+                            f"downstream stages ({', '.join(map(repr, downs[path])) or 'none'}); "
+                            f"weights must name the stages it feeds."
+                        )
+            backend = spec.options["backend"]
+            fn = spec.fn
+            if fn is None:
+                continue
+            if backend == "async" and not is_async_callable(fn):
+                raise DefinitionError(
+                    f"stage {path!r}: backend='async' needs an async def function; "
+                    f"write `async def {spec.name}(item): ...` or use backend='thread'."
+                )
+            if backend != "async" and is_async_callable(fn):
+                raise DefinitionError(
+                    f"stage {path!r}: the function is an async def, but backend={backend!r}; "
+                    f"use backend='async'."
+                )
+            if backend in ("process", "dask") and "backend" not in spec.stage.options:
+                check_picklable(f"stage {path!r}", fn, backend)
+
+
+def _ancestry(pp: str) -> list[str]:
+    out = [pp]
+    p = _parent(pp)
+    while p is not None:
+        out.append(p)
+        p = _parent(p)
+    return list(reversed(out))
+
+
+def _descendants(path: str, downs: Mapping[str, Iterable[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(downs[path])
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo.extend(downs[p])
+    return seen
+
+
+def resolve(pipe: Pipeline, *, lenient: bool = False) -> Graph:
+    """Resolve ``pipe`` (a root pipeline) into a frozen :class:`Graph`.
+
+    ``lenient=True`` skips names that do not resolve yet (forward references while a pipeline
+    is still being defined) but still raises on cycles.
+    """
+    return _Resolver(pipe, lenient).resolve()

@@ -1,0 +1,722 @@
+"""Pipeline: the user-facing builder of stages, blocks and nested pipelines.
+
+A Pipeline records *what* was defined and in which block; :func:`minigun_nb.core.graph.resolve`
+turns it into a frozen graph. Running and displaying are delegated to ``runtime/`` and
+``display/`` through imports inside the methods, so this module stays pure description.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DefinitionError, DuplicateStageError, PipelineRunningError
+from .options import PIPELINE_ONLY, STAGE_DEFAULTS, check_option, names_tuple, unknown_option
+from .stage import Stage
+
+if TYPE_CHECKING:
+    from .graph import Edge, Graph
+
+HOOKS = ("before_run", "after_run", "before_fork", "after_fork", "on_error")
+
+
+class Block:
+    """A sequential or parallel group of stages, nested pipelines and blocks."""
+
+    __slots__ = ("kind", "children")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "seq" or "par"
+        self.children: list[Stage | Pipeline | Block] = []
+
+    def walk(self) -> Iterator[Stage | Pipeline]:
+        for child in self.children:
+            if isinstance(child, Block):
+                yield from child.walk()
+            else:
+                yield child
+
+    def replace(self, old: Any, new: Any) -> bool:
+        for i, child in enumerate(self.children):
+            if child is old:
+                self.children[i] = new
+                return True
+            if isinstance(child, Block) and child.replace(old, new):
+                return True
+        return False
+
+
+class Pipeline:
+    """A pipeline of stages, defined with decorators and run with :meth:`run`.
+
+    Parameters
+    ----------
+    name : str or list of stages, optional
+        The pipeline's name (``"pipeline"`` by default), or a list of stages to chain.
+    stages : list, optional
+        Stages (or pipelines) to add in order.
+    **options
+        Defaults for every stage (``workers``, ``queue_size``, ``retries``, ``backend``, ...)
+        and pipeline options ``max_threads``, ``max_processes``, ``dask_client``,
+        ``max_outputs``.
+
+    Examples
+    --------
+    >>> import minigun_nb as mg
+    >>> pipe = mg.Pipeline("etl")
+    >>> @pipe.producer
+    ... def numbers():
+    ...     yield from range(3)
+    >>> @pipe.processor(workers=2)
+    ... def double(x):
+    ...     return 2 * x
+    >>> [tuple(e) for e in pipe.edges]
+    [('numbers', 'double', 'default')]
+    """
+
+    def __init__(self, name: Any = None, stages: Any = None, **options: Any) -> None:
+        if isinstance(name, (list, tuple)):
+            name, stages = None, name
+        if name is None:
+            name = "pipeline"
+        if not isinstance(name, str) or not name or "/" in name:
+            raise DefinitionError(
+                f"Pipeline name {name!r} is not valid; use a non-empty string without '/'."
+            )
+        self.name: str = name
+        where = f"pipeline {name!r}"
+        allowed = (*STAGE_DEFAULTS, *PIPELINE_ONLY, "to", "from_")
+        for key, value in options.items():
+            if key not in allowed:
+                raise unknown_option(where, key, allowed)
+            if key not in ("to", "from_"):
+                check_option(where, key, value)
+        #: as a nested pipeline: where its terminal stages send, where its entries receive from
+        self.to = names_tuple(where, "to", options.pop("to", None))
+        self.from_ = names_tuple(where, "from_", options.pop("from_", None))
+        self.options: dict[str, Any] = options
+        self.parent: Pipeline | None = None
+        self.hooks: dict[str, list[Callable[..., Any]]] = {h: [] for h in HOOKS}
+        self._body = Block("seq")
+        self._blocks: list[Block] = [self._body]
+        self._contexts: list[dict[str, Any]] = []
+        self._composed = False
+        self._running = 0
+        for item in stages or ():
+            self.add(item)
+
+    # -- composition -----------------------------------------------------------------------
+    @classmethod
+    def _compose(cls, left: Any, right: Any) -> Pipeline:
+        """``a | b``: a new anonymous pipeline chaining both sides (flattening compositions)."""
+        new = cls()
+        new._composed = True
+        for side in (left, right):
+            if isinstance(side, Pipeline) and side._composed:
+                for child in side._body.children:
+                    new.add(child.copy() if isinstance(child, Stage) else child)
+            else:
+                new.add(side)
+        return new
+
+    def __or__(self, other: Any) -> Pipeline:
+        return Pipeline._compose(self, other)
+
+    def __ror__(self, other: Any) -> Pipeline:
+        return Pipeline._compose(other, self)
+
+    # -- locking ---------------------------------------------------------------------------
+    def _root(self) -> Pipeline:
+        p = self
+        while p.parent is not None:
+            p = p.parent
+        return p
+
+    def _check_unlocked(self) -> None:
+        p: Pipeline | None = self
+        while p is not None:
+            if p._running:
+                raise PipelineRunningError(
+                    f"pipeline {p.name!r} is running; its definition is locked until the run "
+                    f"ends. Wait for it (handle.wait()) or stop it (handle.stop()) first."
+                )
+            p = p.parent
+
+    # -- adding stages ---------------------------------------------------------------------
+    def _context(self) -> dict[str, Any]:
+        # blocks opened around a nested pipeline's `with` apply inside it too
+        merged: dict[str, Any] = self.parent._context() if self.parent is not None else {}
+        for ctx in self._contexts:
+            merged.update(ctx)
+        return merged
+
+    def _find(self, name: str) -> Stage | Pipeline | None:
+        for child in self._body.walk():
+            if child.name == name:
+                return child
+        return None
+
+    def _add_stage(self, stage: Stage) -> Stage:
+        self._check_unlocked()
+        context = self._context()
+        if context:
+            stage.options = {**context, **stage.options}
+            stage._check_backend(f"stage {stage.name!r}", context)
+        existing = self._find(stage.name)
+        if existing is not None and stage.auto_named:
+            n = 2
+            while self._find(f"{stage.kind}_{n}") is not None:
+                n += 1
+            stage.name = f"{stage.kind}_{n}"
+            existing = None
+        if existing is None:
+            self._blocks[-1].children.append(stage)
+            self._validate_after(lambda: self._blocks[-1].children.remove(stage))
+        elif isinstance(existing, Stage) and existing.same_definition(stage):
+            # a re-run cell: same name, same function name -> replace in place, keep edges
+            self._body.replace(existing, stage)
+            self._validate_after(lambda: self._body.replace(stage, existing))
+        else:
+            what = (
+                f"nested pipeline {existing.name!r}"
+                if isinstance(existing, Pipeline)
+                else f"function {_fn_name(existing)!r}"
+            )
+            raise DuplicateStageError(
+                f"stage {stage.name!r}: pipeline {self.name!r} already has a stage of that name "
+                f"defined by {what}; {_fn_name(stage)!r} cannot take it. Give it another name "
+                f'(name="{stage.name}_2"); re-running the cell that defined the original '
+                f"replaces it in place."
+            )
+        return stage
+
+    def _validate_after(self, undo: Callable[[], None]) -> None:
+        """Resolve leniently after a change (cycles fail at definition time); undo on error."""
+        from .graph import resolve
+
+        try:
+            resolve(self._root(), lenient=True)
+        except DefinitionError:
+            undo()
+            raise
+
+    def _define(self, kind: str | None, fn: Any, options: dict[str, Any]) -> Any:
+        if fn is None:
+            return lambda f: self._add_stage(Stage(f, kind, **options))
+        return self._add_stage(Stage(fn, kind, **options))
+
+    def producer(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Add a producer: no input, runs once, a generator or a function returning an iterable.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> @pipe.producer
+        ... def numbers():
+        ...     yield from range(10)
+        >>> numbers.kind
+        'producer'
+        """
+        return self._define("producer", fn, options)
+
+    def processor(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Add a processor: one item in, 0..n items out (return, yield or ``output``).
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> @pipe.processor(workers=8)
+        ... def load(path):
+        ...     return path.upper()
+        >>> load("a")
+        'A'
+        """
+        return self._define("processor", fn, options)
+
+    def consumer(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Add a consumer: one item in; whatever it emits is still routed.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> @pipe.consumer
+        ... def save(item):
+        ...     pass
+        >>> save.kind
+        'consumer'
+        """
+        return self._define("consumer", fn, options)
+
+    def accumulator(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Add an accumulator: receives lists of up to ``size`` items, flushed after ``timeout``.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> @pipe.accumulator(size=100, timeout=1.0)
+        ... def total(items):
+        ...     return sum(items)
+        >>> total.params["size"]
+        100
+        """
+        return self._define("accumulator", fn, options)
+
+    def stage(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Add a stage whose kind is inferred (no item parameter: producer; else processor).
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> pipe.stage(lambda x: x, name="same").kind
+        'processor'
+        """
+        return self._define(None, fn, options)
+
+    def batch(
+        self, size: int, timeout: float | None = None, key: Any = None, frame: bool = False,
+        **options: Any,
+    ) -> Stage:
+        """Add a ``batch`` operator: group items (lists; DataFrames concatenated, ``size`` rows).
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> pipe.batch(500, timeout=2.0).name
+        'batch'
+        """
+        from .stage import batch
+
+        return self._add_stage(batch(size, timeout=timeout, key=key, frame=frame, **options))
+
+    def debatch(self, rows: Any = "series", **options: Any) -> Stage:
+        """Add a ``debatch`` operator: a list gives its elements, a DataFrame its rows.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> pipe.debatch(rows=1000).params
+        {'rows': 1000}
+        """
+        from .stage import debatch
+
+        return self._add_stage(debatch(rows, **options))
+
+    def rebatch(self, size: int, timeout: float | None = None, **options: Any) -> Stage:
+        """Add a ``rebatch`` operator: re-chunk DataFrames (or lists) into exactly ``size`` rows.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> pipe.rebatch(10_000).kind
+        'rebatch'
+        """
+        from .stage import rebatch
+
+        return self._add_stage(rebatch(size, timeout=timeout, **options))
+
+    def add(self, item: Any, *, to: Any = None, from_: Any = None) -> Any:
+        """Add a standalone stage or nest another pipeline (optionally routed with to/from_).
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> inner = mg.Pipeline("inner", [mg.processor(lambda x: x, name="f")])
+        >>> outer = mg.Pipeline("outer")
+        >>> _ = outer.add(inner)
+        >>> outer.pipelines[0].name
+        'inner'
+        """
+        if isinstance(item, Stage):
+            stage = item.copy()
+            if to is not None:
+                stage.to = names_tuple(f"stage {stage.name!r}", "to", to)
+            if from_ is not None:
+                stage.from_ = names_tuple(f"stage {stage.name!r}", "from_", from_)
+            return self._add_stage(stage)
+        if isinstance(item, Pipeline):
+            return self._add_pipeline(item, to=to, from_=from_)
+        if callable(item):
+            return self._add_stage(Stage(item, None))
+        raise DefinitionError(
+            f"pipeline {self.name!r}: cannot add {item!r}; add a Stage, a function or a Pipeline."
+        )
+
+    def _add_pipeline(self, sub: Pipeline, *, to: Any = None, from_: Any = None) -> Pipeline:
+        self._check_unlocked()
+        if sub is self or sub in self._ancestors():
+            raise DefinitionError(
+                f"pipeline {self.name!r}: cannot nest pipeline {sub.name!r} inside itself."
+            )
+        if sub.parent is not None and sub.parent is not self:
+            raise DefinitionError(
+                f"pipeline {sub.name!r} is already nested in {sub.parent.name!r}; "
+                f"a pipeline has one parent. Build a second pipeline for the other place."
+            )
+        where = f"pipeline {sub.name!r}"
+        if to is not None:
+            sub.to = names_tuple(where, "to", to)
+        if from_ is not None:
+            sub.from_ = names_tuple(where, "from_", from_)
+        existing = self._find(sub.name)
+        if existing is sub:
+            return sub
+        if existing is not None:
+            raise DuplicateStageError(
+                f"pipeline {sub.name!r}: pipeline {self.name!r} already has a "
+                f"{'pipeline' if isinstance(existing, Pipeline) else 'stage'} of that name; "
+                f"give the nested pipeline another name."
+            )
+        sub.parent = self
+        self._blocks[-1].children.append(sub)
+
+        def undo() -> None:
+            self._blocks[-1].children.remove(sub)
+            sub.parent = None
+
+        self._validate_after(undo)
+        return sub
+
+    def _ancestors(self) -> list[Pipeline]:
+        out, p = [], self.parent
+        while p is not None:
+            out.append(p)
+            p = p.parent
+        return out
+
+    # -- blocks ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _block(self, kind: str) -> Iterator[Pipeline]:
+        self._check_unlocked()
+        block = Block(kind)
+        self._blocks[-1].children.append(block)
+        self._blocks.append(block)
+        try:
+            yield self
+        finally:
+            self._blocks.pop()
+            if not block.children:
+                self._blocks[-1].children.remove(block)
+
+    def parallel(self) -> contextlib.AbstractContextManager[Pipeline]:
+        """Stages defined inside all consume from the stage before the block.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> _ = pipe.producer(lambda: [1], name="gen")
+        >>> with pipe.parallel():
+        ...     _ = pipe.processor(lambda x: x, name="a")
+        ...     _ = pipe.processor(lambda x: x, name="b")
+        >>> sorted((e.source, e.target) for e in pipe.edges)
+        [('gen', 'a'), ('gen', 'b')]
+        """
+        return self._block("par")
+
+    def sequential(self) -> contextlib.AbstractContextManager[Pipeline]:
+        """Inside a ``parallel()`` block: the stages defined inside chain as one branch.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> with pipe.parallel():
+        ...     with pipe.sequential():
+        ...         _ = pipe.processor(lambda x: x, name="a")
+        ...         _ = pipe.processor(lambda x: x, name="b")
+        >>> [(e.source, e.target) for e in pipe.edges]
+        [('a', 'b')]
+        """
+        return self._block("seq")
+
+    @contextlib.contextmanager
+    def _options_block(self, backend: str, workers: int | None) -> Iterator[Pipeline]:
+        ctx: dict[str, Any] = {"backend": backend}
+        if workers is not None:
+            check_option(f"pipeline {self.name!r}", "workers", workers)
+            ctx["workers"] = workers
+        self._contexts.append(ctx)
+        try:
+            yield self
+        finally:
+            self._contexts.remove(ctx)
+
+    def threads(self, workers: int | None = None) -> contextlib.AbstractContextManager[Pipeline]:
+        """Stages defined inside run on ``workers`` threads (their own options win).
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> with pipe.threads(8):
+        ...     f = pipe.processor(lambda x: x, name="f")
+        >>> f.options["backend"], f.options["workers"]
+        ('thread', 8)
+        """
+        return self._options_block("thread", workers)
+
+    def processes(self, workers: int | None = None) -> contextlib.AbstractContextManager[Pipeline]:
+        """Stages defined inside run in a loky process pool of ``workers`` processes.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> with pipe.processes(2):
+        ...     f = pipe.processor(abs)
+        >>> f.options["backend"]
+        'process'
+        """
+        return self._options_block("process", workers)
+
+    def forks(self, workers: int | None = None) -> contextlib.AbstractContextManager[Pipeline]:
+        """Stages defined inside run in copy-on-write forks, at most ``workers`` alive.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> with pipe.forks(4):
+        ...     f = pipe.processor(abs)
+        >>> f.options["workers"]
+        4
+        """
+        return self._options_block("fork", workers)
+
+    def tasks(self, workers: int | None = None) -> contextlib.AbstractContextManager[Pipeline]:
+        """``async def`` stages defined inside run with ``workers`` coroutines in flight.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> with pipe.tasks(100):
+        ...     async def fetch(url):
+        ...         return url
+        ...     f = pipe.processor(fetch)
+        >>> f.options["backend"], f.options["workers"]
+        ('async', 100)
+        """
+        return self._options_block("async", workers)
+
+    @contextlib.contextmanager
+    def pipeline(self, name: str, *, to: Any = None, from_: Any = None, **options: Any
+                 ) -> Iterator[Pipeline]:
+        """A nested pipeline: inside the block, ``@pipe.*`` and ``@sub.*`` both add to it.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline("outer")
+        >>> with pipe.pipeline("inner") as inner:
+        ...     _ = pipe.processor(lambda x: x, name="f")
+        >>> pipe["inner/f"].name
+        'f'
+        """
+        existing = self._find(name)
+        if isinstance(existing, Pipeline):
+            sub = existing  # a re-run cell reuses the nested pipeline (its stages get replaced)
+            if options:
+                sub.options.update(Pipeline(name, **options).options)
+            if to is not None or from_ is not None:
+                self._add_pipeline(sub, to=to, from_=from_)
+        else:
+            sub = self._add_pipeline(Pipeline(name, **options), to=to, from_=from_)
+        # Redirect this pipeline's decorators into the nested one for the block's duration.
+        saved = self._redirect
+        self._redirect = sub
+        try:
+            yield sub
+        finally:
+            self._redirect = saved
+
+    _redirect: Pipeline | None = None
+
+    def __getattribute__(self, attr: str) -> Any:
+        # Inside `with pipe.pipeline("x")`, definition methods of `pipe` act on `x`.
+        if attr in _REDIRECTED:
+            target = object.__getattribute__(self, "_redirect")
+            if target is not None:
+                return getattr(target, attr)
+        return object.__getattribute__(self, attr)
+
+    # -- hooks -----------------------------------------------------------------------------
+    def _hook(self, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(fn):
+            raise DefinitionError(f"pipeline {self.name!r}: @{kind} needs a function.")
+        self._check_unlocked()
+        self.hooks[kind].append(fn)
+        return fn
+
+    def before_run(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Register ``fn()`` to run once before each run starts.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> @pipe.before_run
+        ... def hello():
+        ...     pass
+        """
+        return self._hook("before_run", fn)
+
+    def after_run(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Register ``fn(result)`` to run once after each run (also a failed or stopped one).
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> @pipe.after_run
+        ... def bye(result):
+        ...     pass
+        """
+        return self._hook("after_run", fn)
+
+    def before_fork(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Register ``fn()`` to run in the kernel before a run's first process or fork stage.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> _ = pipe.before_fork(lambda: None)
+        """
+        return self._hook("before_fork", fn)
+
+    def after_fork(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Register ``fn()`` to run in every worker process and fork child before its first item.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> _ = pipe.after_fork(lambda: None)
+        """
+        return self._hook("after_fork", fn)
+
+    def on_error(self, fn: Callable[[BaseException, Any, str], Any]) -> Callable[..., Any]:
+        """Register ``fn(exc, item, stage)`` called for every item error (stage is a path).
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline()
+        >>> _ = pipe.on_error(lambda exc, item, stage: None)
+        """
+        return self._hook("on_error", fn)
+
+    # -- introspection ---------------------------------------------------------------------
+    @property
+    def stages(self) -> list[Stage]:
+        """This pipeline's own stages in definition order (nested pipelines: see ``pipelines``)."""
+        return [c for c in self._body.walk() if isinstance(c, Stage)]
+
+    @property
+    def pipelines(self) -> list[Pipeline]:
+        """The pipelines nested directly in this one, in definition order."""
+        return [c for c in self._body.walk() if isinstance(c, Pipeline)]
+
+    def __getitem__(self, name: str) -> Stage | Pipeline:
+        node: Pipeline = self
+        parts = name.split("/")
+        if parts[0] == self.name and len(parts) > 1 and self._find(parts[0]) is None:
+            parts = parts[1:]
+        for i, part in enumerate(parts):
+            found = node._find(part)
+            if found is None or (i < len(parts) - 1 and not isinstance(found, Pipeline)):
+                known = ", ".join(repr(c.name) for c in node._body.walk()) or "none"
+                raise KeyError(f"no stage {name!r} in pipeline {self.name!r}; known: {known}")
+            if i == len(parts) - 1:
+                return found
+            assert isinstance(found, Pipeline)
+            node = found
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self[name]  # type: ignore[index]
+        except (KeyError, TypeError, AttributeError):
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def graph(self) -> Graph:
+        """Resolve the definition into a frozen :class:`~minigun_nb.core.graph.Graph`.
+
+        Raises the DefinitionError a run would raise (unknown names, ambiguity, cycles).
+        """
+        from .graph import resolve
+
+        return resolve(self._root()).relative_to(self._path())
+
+    def _path(self) -> str:
+        names = [p.name for p in reversed([self, *self._ancestors()])][1:]
+        return "/".join(names)
+
+    @property
+    def edges(self) -> list[Edge]:
+        """The resolved edges as ``mg.Edge(source, target, kind)``, paths relative to this one."""
+        return list(self.graph().edges)
+
+    def to_mermaid(self) -> str:
+        """The DAG as a mermaid ``flowchart`` definition."""
+        from ..display.diagram import to_mermaid
+
+        return to_mermaid(self.graph())
+
+    def to_dot(self) -> str:
+        """The DAG as a Graphviz ``dot`` digraph."""
+        from ..display.diagram import to_dot
+
+        return to_dot(self.graph())
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from ..display.diagram import mimebundle
+
+        return mimebundle(self)
+
+    def __repr__(self) -> str:
+        n = sum(1 for _ in self._body.walk())
+        return f"<Pipeline {self.name!r}: {n} stage{'s' if n != 1 else ''}>"
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, items: Any = None, display: str = "auto", **options: Any) -> Any:
+        """Run the pipeline to the end and return a ``RunResult``."""
+        from ..runtime.run import run
+
+        return run(self, items=items, display=display, **options)
+
+    def start(self, items: Any = None, display: str = "auto", **options: Any) -> Any:
+        """Start a run in the background and return a ``RunHandle`` at once."""
+        from ..runtime.run import start
+
+        return start(self, items=items, display=display, **options)
+
+
+_REDIRECTED = frozenset(
+    {
+        "producer", "processor", "consumer", "accumulator", "stage", "batch", "debatch",
+        "rebatch", "add", "parallel", "sequential", "threads", "processes", "forks", "tasks",
+        "pipeline", "before_run", "after_run", "before_fork", "after_fork", "on_error",
+    }
+)
+
+
+def _fn_name(obj: Stage | Pipeline | Block) -> str:
+    if isinstance(obj, Stage):
+        fn = obj.fn
+        return getattr(fn, "__qualname__", None) or type(fn).__name__ if fn else obj.kind
+    return getattr(obj, "name", "?")

@@ -1,0 +1,1 @@
+"""Turning snapshots and graphs into something a person sees; never imported by runtime/."""

@@ -1,0 +1,150 @@
+"""Static diagrams of a resolved graph: mermaid, Graphviz dot, and the notebook repr."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..core.graph import Graph
+
+_SHAPES = {  # mermaid node shapes by kind
+    "producer": ('(["', '"])'),
+    "consumer": ('[/"', '"/]'),
+    "batch": ('{{"', '"}}'),
+    "debatch": ('{{"', '"}}'),
+    "rebatch": ('{{"', '"}}'),
+}
+_DOT_SHAPES = {"producer": "ellipse", "consumer": "parallelogram", "batch": "hexagon",
+               "debatch": "hexagon", "rebatch": "hexagon"}
+_ARROWS = {"default": "-->", "explicit": "==>", "parallel": "-->", "nested": "-.->"}
+
+
+def node_id(path: str) -> str:
+    """A diagram-safe identifier for a stage path (stable, unique per path)."""
+    return "n_" + re.sub(r"[^0-9A-Za-z_]", lambda m: f"_{ord(m.group()):x}_", path)
+
+
+def _label(graph: Graph, path: str) -> str:
+    spec = graph.stages[path]
+    backend = spec.options["backend"]
+    workers = spec.options["workers"]
+    detail = spec.kind if spec.kind != "processor" else ""
+    if spec.kind not in ("batch", "debatch", "rebatch"):
+        extra = f"{backend}×{workers}" if (backend, workers) != ("thread", 1) else ""
+        detail = " ".join(x for x in (detail, extra) if x)
+    if spec.dynamic:
+        detail = (detail + " dynamic").strip()
+    return f"{spec.name}<br/><small>{detail}</small>" if detail else spec.name
+
+
+def _groups(graph: Graph) -> dict[str, list[str]]:
+    """Stage paths grouped by the (nested) pipeline that owns them."""
+    out: dict[str, list[str]] = {}
+    for path, spec in graph.stages.items():
+        out.setdefault(spec.pipeline, []).append(path)
+    return out
+
+
+def to_mermaid(graph: Graph) -> str:
+    """The graph as a mermaid ``flowchart LR`` definition.
+
+    Examples
+    --------
+    >>> import minigun_nb as mg
+    >>> pipe = mg.Pipeline([mg.producer(lambda: [1], name="gen"),
+    ...                     mg.processor(lambda x: x, name="f")])
+    >>> print(pipe.to_mermaid())
+    flowchart LR
+      n_gen(["gen<br/><small>producer</small>"])
+      n_f["f"]
+      n_gen --> n_f
+    """
+    lines = ["flowchart LR"]
+    groups = _groups(graph)
+
+    def emit(pp: str, indent: str) -> None:
+        for path in groups.get(pp, []):
+            left, right = _SHAPES.get(graph.stages[path].kind, ('["', '"]'))
+            label = _label(graph, path).replace('"', "#quot;")
+            lines.append(f"{indent}{node_id(path)}{left}{label}{right}")
+        for sub in graph.pipelines:
+            if (sub.rsplit("/", 1)[0] if "/" in sub else "") == pp:
+                lines.append(f'{indent}subgraph {node_id(sub)}_p["{sub.rsplit("/", 1)[-1]}"]')
+                emit(sub, indent + "  ")
+                lines.append(f"{indent}end")
+
+    emit("", "  ")
+    for e in graph.edges:
+        lines.append(f"  {node_id(e.source)} {_ARROWS.get(e.kind, '-->')} {node_id(e.target)}")
+    for path, spec in graph.stages.items():
+        for target in spec.routes:
+            lines.append(f"  {node_id(path)} -. routes .-> {node_id(target)}")
+    return "\n".join(lines)
+
+
+def to_dot(graph: Graph) -> str:
+    """The graph as a Graphviz ``digraph`` (nested pipelines as clusters).
+
+    Examples
+    --------
+    >>> import minigun_nb as mg
+    >>> pipe = mg.Pipeline([mg.producer(lambda: [1], name="gen"),
+    ...                     mg.processor(lambda x: x, name="f")])
+    >>> "n_gen -> n_f" in pipe.to_dot()
+    True
+    """
+    lines = [f'digraph "{graph.name}" {{', "  rankdir=LR;", "  node [shape=box];"]
+    groups = _groups(graph)
+
+    def emit(pp: str, indent: str) -> None:
+        for path in groups.get(pp, []):
+            spec = graph.stages[path]
+            label = _label(graph, path).replace("<br/><small>", "\\n").replace("</small>", "")
+            shape = _DOT_SHAPES.get(spec.kind, "box")
+            style = ', style="dashed"' if spec.dynamic else ""
+            lines.append(f'{indent}{node_id(path)} [label="{label}", shape={shape}{style}];')
+        for sub in graph.pipelines:
+            if (sub.rsplit("/", 1)[0] if "/" in sub else "") == pp:
+                lines.append(f"{indent}subgraph cluster_{node_id(sub)} {{")
+                lines.append(f'{indent}  label="{sub.rsplit("/", 1)[-1]}";')
+                emit(sub, indent + "  ")
+                lines.append(f"{indent}}}")
+
+    emit("", "  ")
+    for e in graph.edges:
+        style = {"explicit": " [style=bold]", "nested": " [style=dashed]"}.get(e.kind, "")
+        lines.append(f"  {node_id(e.source)} -> {node_id(e.target)}{style};")
+    for path, spec in graph.stages.items():
+        for target in spec.routes:
+            lines.append(f'  {node_id(path)} -> {node_id(target)} [style=dotted, label="routes"];')
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def to_text(graph: Graph) -> str:
+    """A plain-text outline: one line per stage with where it sends."""
+    lines = [f"Pipeline {graph.name!r}: {len(graph.stages)} stages"]
+    for path, spec in graph.stages.items():
+        downs = ", ".join(graph.downstreams[path]) or "(output)"
+        opts = spec.options
+        where = f"{opts['backend']}×{opts['workers']}"
+        tag = " dynamic" if spec.dynamic else ""
+        lines.append(f"  {path} [{spec.kind}, {where}{tag}] -> {downs}")
+    return "\n".join(lines)
+
+
+def mimebundle(pipe: Any) -> dict[str, str]:
+    """Notebook repr of a pipeline: mermaid for JupyterLab's markdown, text as the fallback."""
+    from ..errors import DefinitionError
+
+    try:
+        graph = pipe.graph()
+    except DefinitionError as exc:  # still being defined: say what is missing, do not raise
+        text = f"{pipe!r}\n(not runnable yet: {exc})"
+        return {"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>"}
+    return {
+        "text/plain": to_text(graph),
+        "text/markdown": f"```mermaid\n{to_mermaid(graph)}\n```",
+    }

@@ -1,0 +1,13 @@
+"""Pure operator logic (batching, debatching) used by the runtime's operator stages."""
+
+from __future__ import annotations
+
+from minigun_nb.ops.batching import (
+    MODES,
+    BatchItemError,
+    Batcher,
+    check_debatch_rows,
+    debatch_item,
+)
+
+__all__ = ["MODES", "BatchItemError", "Batcher", "check_debatch_rows", "debatch_item"]
