@@ -78,6 +78,9 @@ class Pipeline:
     def __init__(self, name: Any = None, stages: Any = None, **options: Any) -> None:
         if isinstance(name, (list, tuple)):
             name, stages = None, name
+        # an unnamed pipeline made from a list is a plain chain, like `a | b | c`: composing it
+        # further flattens it instead of nesting it
+        composed = name is None and stages is not None
         if name is None:
             name = "pipeline"
         if not isinstance(name, str) or not name or "/" in name:
@@ -101,7 +104,7 @@ class Pipeline:
         self._body = Block("seq")
         self._blocks: list[Block] = [self._body]
         self._contexts: list[dict[str, Any]] = []
-        self._composed = False
+        self._composed = composed
         self._running = 0
         for item in stages or ():
             self.add(item)
@@ -113,11 +116,37 @@ class Pipeline:
         new = cls()
         new._composed = True
         for side in (left, right):
-            if isinstance(side, Pipeline) and side._composed:
-                for child in side._body.children:
-                    new.add(child.copy() if isinstance(child, Stage) else child)
-            else:
-                new.add(side)
+            if isinstance(side, Pipeline):
+                side = side._copy()  # never re-parent the user's pipeline
+                if side._composed:  # (a | b) | c chains three stages, not a nested pipeline
+                    for child in side._body.children:
+                        if isinstance(child, Pipeline):
+                            child.parent = None
+                        new.add(child)
+                    continue
+            new.add(side)
+        return new
+
+    def _copy(self) -> Pipeline:
+        """A structural copy: same blocks, copied stages and nested pipelines, no parent."""
+        new = Pipeline(self.name, **self.options)
+        new.to, new.from_, new._composed = self.to, self.from_, self._composed
+        new.hooks = {k: list(v) for k, v in self.hooks.items()}
+
+        def fill(src: Block, dst: Block) -> None:
+            for child in src.children:
+                if isinstance(child, Block):
+                    block = Block(child.kind)
+                    fill(child, block)
+                    dst.children.append(block)
+                elif isinstance(child, Pipeline):
+                    sub = child._copy()
+                    sub.parent = new
+                    dst.children.append(sub)
+                else:
+                    dst.children.append(child.copy())
+
+        fill(self._body, new._body)
         return new
 
     def __or__(self, other: Any) -> Pipeline:
@@ -151,6 +180,15 @@ class Pipeline:
             merged.update(ctx)
         return merged
 
+    def _default(self, key: str) -> Any:
+        """The stage default ``key`` given to this pipeline or its nearest ancestor, or None."""
+        p: Pipeline | None = self
+        while p is not None:
+            if key in p.options:
+                return p.options[key]
+            p = p.parent
+        return None
+
     def _find(self, name: str) -> Stage | Pipeline | None:
         for child in self._body.walk():
             if child.name == name:
@@ -160,9 +198,14 @@ class Pipeline:
     def _add_stage(self, stage: Stage) -> Stage:
         self._check_unlocked()
         context = self._context()
+        own_backend = "backend" in stage.options  # already checked when the Stage was made
         if context:
             stage.options = {**context, **stage.options}
-            stage._check_backend(f"stage {stage.name!r}", context)
+        if not own_backend:
+            # the backend a stage inherits (block, else pipeline default) is checked now, so an
+            # unpicklable function under Pipeline(backend="process") fails in its own cell
+            inherited = {"backend": context.get("backend", self._default("backend"))}
+            stage._check_backend(f"stage {stage.name!r}", inherited)
         existing = self._find(stage.name)
         if existing is not None and stage.auto_named:
             n = 2
@@ -362,25 +405,31 @@ class Pipeline:
                 f"a pipeline has one parent. Build a second pipeline for the other place."
             )
         where = f"pipeline {sub.name!r}"
-        if to is not None:
-            sub.to = names_tuple(where, "to", to)
-        if from_ is not None:
-            sub.from_ = names_tuple(where, "from_", from_)
+        old_routing = (sub.to, sub.from_)
+        new_to = sub.to if to is None else names_tuple(where, "to", to)
+        new_from = sub.from_ if from_ is None else names_tuple(where, "from_", from_)
         existing = self._find(sub.name)
-        if existing is sub:
-            return sub
-        if existing is not None:
+        if existing is not None and existing is not sub:
             raise DuplicateStageError(
                 f"pipeline {sub.name!r}: pipeline {self.name!r} already has a "
                 f"{'pipeline' if isinstance(existing, Pipeline) else 'stage'} of that name; "
                 f"give the nested pipeline another name."
             )
+        sub.to, sub.from_ = new_to, new_from
+        if existing is sub:  # re-added (a re-run cell): only its routing may have changed
+
+            def restore() -> None:
+                sub.to, sub.from_ = old_routing
+
+            self._validate_after(restore)
+            return sub
         sub.parent = self
         self._blocks[-1].children.append(sub)
 
         def undo() -> None:
             self._blocks[-1].children.remove(sub)
             sub.parent = None
+            sub.to, sub.from_ = old_routing
 
         self._validate_after(undo)
         return sub
@@ -693,17 +742,40 @@ class Pipeline:
         return f"<Pipeline {self.name!r}: {n} stage{'s' if n != 1 else ''}>"
 
     # -- running ---------------------------------------------------------------------------
-    def run(self, items: Any = None, display: str = "auto", **options: Any) -> Any:
-        """Run the pipeline to the end and return a ``RunResult``."""
-        from ..runtime.run import run
+    def run(self, items: Any = None, display: str = "auto") -> Any:
+        """Run the pipeline to the end and return a ``RunResult``.
 
-        return run(self, items=items, display=display, **options)
+        ``items`` feeds the entry stages (an iterable, or a DataFrame in row chunks);
+        ``display`` is ``"auto"``, ``"text"`` or ``"none"``. The first Ctrl-C drains the
+        run and returns the partial result (``stopped=True``); a second one cancels.
 
-    def start(self, items: Any = None, display: str = "auto", **options: Any) -> Any:
-        """Start a run in the background and return a ``RunHandle`` at once."""
-        from ..runtime.run import start
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline([mg.processor(lambda x: -x, name="neg")])
+        >>> pipe.run(items=[1, 2], display="none").outputs_by_stage["neg"] in ([-1, -2], [-2, -1])
+        True
+        """
+        from ..display import observers_for
+        from ..runtime.handle import run
 
-        return start(self, items=items, display=display, **options)
+        return run(self, items=items, observers=observers_for(display))
+
+    def start(self, items: Any = None, display: str = "auto") -> Any:
+        """Start a run in the background and return a ``RunHandle`` at once.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline([mg.processor(lambda x: x, name="same")])
+        >>> handle = pipe.start(items=[1], display="none")
+        >>> handle.wait().outputs
+        [1]
+        """
+        from ..display import observers_for
+        from ..runtime.handle import start
+
+        return start(self, items=items, observers=observers_for(display))
 
 
 _REDIRECTED = frozenset(

@@ -22,8 +22,14 @@ _ARROWS = {"default": "-->", "explicit": "==>", "parallel": "-->", "nested": "-.
 
 
 def node_id(path: str) -> str:
-    """A diagram-safe identifier for a stage path (stable, unique per path)."""
-    return "n_" + re.sub(r"[^0-9A-Za-z_]", lambda m: f"_{ord(m.group()):x}_", path)
+    """A diagram-safe identifier for a stage path (stable, unique per path).
+
+    ``_`` is doubled and any other character outside ``[0-9A-Za-z]`` becomes ``_<hex>_``, so
+    the path ``"a/b"`` (``n_a_2f_b``) and the name ``"a_2f_b"`` (``n_a__2f__b``) never meet.
+    """
+    return "n_" + re.sub(
+        r"[^0-9A-Za-z]", lambda m: "__" if m.group() == "_" else f"_{ord(m.group()):x}_", path
+    )
 
 
 def _label(graph: Graph, path: str) -> str:
@@ -71,7 +77,8 @@ def to_mermaid(graph: Graph) -> str:
             lines.append(f"{indent}{node_id(path)}{left}{label}{right}")
         for sub in graph.pipelines:
             if (sub.rsplit("/", 1)[0] if "/" in sub else "") == pp:
-                lines.append(f'{indent}subgraph {node_id(sub)}_p["{sub.rsplit("/", 1)[-1]}"]')
+                title = sub.rsplit("/", 1)[-1].replace('"', "#quot;")
+                lines.append(f'{indent}subgraph {node_id(sub)}_p["{title}"]')
                 emit(sub, indent + "  ")
                 lines.append(f"{indent}end")
 
@@ -95,20 +102,23 @@ def to_dot(graph: Graph) -> str:
     >>> "n_gen -> n_f" in pipe.to_dot()
     True
     """
-    lines = [f'digraph "{graph.name}" {{', "  rankdir=LR;", "  node [shape=box];"]
+    title = graph.name.replace('"', '\\"')
+    lines = [f'digraph "{title}" {{', "  rankdir=LR;", "  node [shape=box];"]
     groups = _groups(graph)
 
     def emit(pp: str, indent: str) -> None:
         for path in groups.get(pp, []):
             spec = graph.stages[path]
-            label = _label(graph, path).replace("<br/><small>", "\\n").replace("</small>", "")
+            label = _label(graph, path).replace('"', '\\"')
+            label = label.replace("<br/><small>", "\\n").replace("</small>", "")
             shape = _DOT_SHAPES.get(spec.kind, "box")
             style = ', style="dashed"' if spec.dynamic else ""
             lines.append(f'{indent}{node_id(path)} [label="{label}", shape={shape}{style}];')
         for sub in graph.pipelines:
             if (sub.rsplit("/", 1)[0] if "/" in sub else "") == pp:
                 lines.append(f"{indent}subgraph cluster_{node_id(sub)} {{")
-                lines.append(f'{indent}  label="{sub.rsplit("/", 1)[-1]}";')
+                name = sub.rsplit("/", 1)[-1].replace('"', '\\"')
+                lines.append(f'{indent}  label="{name}";')
                 emit(sub, indent + "  ")
                 lines.append(f"{indent}}}")
 

@@ -1,0 +1,158 @@
+"""Calling a stage function on one item: injection, retries, timeouts, error records.
+
+Shared by every worker kind so the semantics (what counts as an emission, what a retry is,
+what an error row holds) are the same whatever runs the function.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import queue
+import random
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.graph import StageSpec
+
+
+@dataclass(slots=True)
+class ErrorRecord:
+    """One row of ``result.errors`` (the exception object kept for ``StageError.__cause__``)."""
+
+    stage: str
+    item: Any
+    exc_type: str
+    message: str
+    traceback: str
+    attempts: int
+    worker: str
+    time: float
+    exc: BaseException | None = None
+
+    def row(self) -> dict[str, Any]:
+        import datetime
+
+        try:
+            item_repr = repr(self.item)
+        except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not lose the row
+            item_repr = f"<unreprable {type(self.item).__name__}: {exc}>"
+        if len(item_repr) > 200:
+            item_repr = item_repr[:197] + "..."
+        return {
+            "stage": self.stage,
+            "item": self.item,
+            "item_repr": item_repr,
+            "exc_type": self.exc_type,
+            "message": self.message,
+            "traceback": self.traceback,
+            "attempts": self.attempts,
+            "worker": self.worker,
+            "time": datetime.datetime.fromtimestamp(self.time),
+        }
+
+
+def error_record(stage: str, item: Any, exc: BaseException, attempts: int) -> ErrorRecord:
+    return ErrorRecord(
+        stage=stage,
+        item=item,
+        exc_type=type(exc).__name__,
+        message=str(exc),
+        traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        attempts=attempts,
+        worker=f"{threading.current_thread().name} pid={os.getpid()}",
+        time=time.time(),
+        exc=exc,
+    )
+
+
+def wants(fn: Callable[..., Any]) -> tuple[bool, set[str]]:
+    """Whether ``fn`` takes an ``output`` parameter, and the names it could take as resources."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False, set()
+    names = set(params)
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return "output" in names, (names | {"*"}) if var_kw else names
+
+
+def bind(
+    fn: Callable[..., Any], resources: Mapping[str, Any] | None, output: Any, item_param: bool
+) -> Callable[..., Any]:
+    """A one-argument (or no-argument for producers) callable with injections bound."""
+    takes_output, names = wants(fn)
+    kwargs: dict[str, Any] = {}
+    if resources:
+        kwargs.update(
+            {k: v for k, v in resources.items() if k in names or "*" in names}
+        )
+    if takes_output:
+        kwargs["output"] = output
+    if not kwargs:
+        return fn
+    if item_param:
+        return lambda item: fn(item, **kwargs)
+    return lambda: fn(**kwargs)
+
+
+class TimeoutCaller:
+    """Run calls on a helper thread so a per-item ``timeout`` can give up on them.
+
+    A thread cannot be killed: a call that overruns is abandoned (its thread keeps running in
+    the background until the function returns) and a fresh helper thread serves the next item.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[Any] | None = None
+
+    def _start(self) -> queue.SimpleQueue[Any]:
+        jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+        def serve() -> None:
+            while True:
+                job = jobs.get()
+                if job is None:
+                    return
+                call, arg, box, done = job
+                try:
+                    box.append((True, call(arg)))
+                except BaseException as exc:  # noqa: BLE001 - handed back to the worker
+                    box.append((False, exc))
+                done.set()
+
+        threading.Thread(target=serve, name=f"{self._name}-call", daemon=True).start()
+        self._jobs = jobs
+        return jobs
+
+    def call(self, fn: Callable[[Any], Any], arg: Any, timeout: float) -> Any:
+        jobs = self._jobs or self._start()
+        box: list[tuple[bool, Any]] = []
+        done = threading.Event()
+        jobs.put((fn, arg, box, done))
+        if not done.wait(timeout):
+            self._jobs = None  # abandon the stuck thread; the next call starts a new one
+            jobs.put(None)  # it exits once the stuck call returns
+            raise TimeoutError(f"item took longer than timeout={timeout} s")
+        ok, value = box[0]
+        if ok:
+            return value
+        raise value
+
+    def close(self) -> None:
+        if self._jobs is not None:
+            self._jobs.put(None)
+            self._jobs = None
+
+
+def backoff_delay(spec: StageSpec, attempt: int) -> float:
+    """Exponential backoff with jitter: ``backoff * 2**(attempt-1)``, scaled by 0.5..1.5."""
+    base = float(spec.options["backoff"])
+    if base <= 0:
+        return 0.0
+    return base * (2 ** (attempt - 1)) * (0.5 + random.random())

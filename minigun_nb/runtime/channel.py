@@ -1,0 +1,108 @@
+"""A stage's bounded input channel: chunks of items in, chunks of items out.
+
+Items travel as lists (chunks) so a hop costs one lock round-trip per chunk, not per item.
+``get`` takes what is already there up to a limit and never waits to fill a chunk, so a lone
+item passes at once. The bound counts items: a put is accepted while fewer than ``capacity``
+items are queued, so the queue never holds more than ``capacity`` items plus one chunk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+OK, CLOSED, CANCELLED = "ok", "closed", "cancelled"
+
+
+class Channel:
+    """Bounded, closable multi-producer multi-consumer queue of item chunks."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._chunks: deque[list[Any]] = deque()
+        self._size = 0
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self.closed = False
+        self.cancelled = False
+        self.waiting_getters = 0  # workers idle on this channel: a hungry consumer
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def hungry(self) -> bool:
+        """True when a worker is waiting for items (then a sender should not hold any back)."""
+        return self.waiting_getters > 0
+
+    def put(self, chunk: list[Any], block: bool = True) -> str:
+        """Add a chunk; blocks while the channel is full.
+
+        Returns ``OK``, ``CLOSED`` (nothing was added) or ``CANCELLED`` (the run is being
+        cancelled: the chunk was not queued and counts as cancelled).
+        """
+        with self._lock:
+            while block and self._size >= self.capacity and not self.cancelled and not self.closed:
+                self._not_full.wait()
+            if self.cancelled:
+                return CANCELLED
+            if self.closed:
+                return CLOSED
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+            self._not_empty.notify()
+            return OK
+
+    def get(self, limit: int, timeout: float | None = None) -> list[Any] | None:
+        """Up to ``limit`` items, waiting while empty. None when closed and empty.
+
+        With ``timeout``, an empty list when nothing arrived in time.
+        """
+        with self._lock:
+            if not self._chunks:
+                self.waiting_getters += 1
+                try:
+                    while not self._chunks and not self.closed and not self.cancelled:
+                        if not self._not_empty.wait(timeout):
+                            return []
+                finally:
+                    self.waiting_getters -= 1
+                if not self._chunks:
+                    return None
+            first = self._chunks[0]
+            if len(first) <= limit:
+                self._chunks.popleft()
+                out = first
+                # take more whole chunks while they fit: "take what is there"
+                while self._chunks and len(out) + len(self._chunks[0]) <= limit:
+                    if out is first:
+                        out = list(first)
+                    out.extend(self._chunks.popleft())
+            else:
+                out = first[:limit]
+                self._chunks[0] = first[limit:]
+            self._size -= len(out)
+            self._not_full.notify_all()
+            if self._chunks:
+                self._not_empty.notify()
+            return out
+
+    def close(self) -> None:
+        """No more puts will come: getters drain what is left, then get None."""
+        with self._lock:
+            self.closed = True
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+
+    def cancel(self) -> list[Any]:
+        """Drop the run: return everything queued; later puts are reported as cancelled."""
+        with self._lock:
+            self.cancelled = True
+            items = [x for chunk in self._chunks for x in chunk]
+            self._chunks.clear()
+            self._size = 0
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+            return items

@@ -1,0 +1,82 @@
+"""How stage functions emit: return values, generators, ``output`` and ``mg.to``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+
+class Routed(NamedTuple):
+    """An item addressed to a named stage (``yield mg.to("name", item)``)."""
+
+    target: str
+    item: Any
+
+
+def to(name: str, item: Any) -> Routed:
+    """Address one emitted item to the stage (or pipeline) called ``name``.
+
+    Examples
+    --------
+    >>> import minigun_nb as mg
+    >>> def triage(x):
+    ...     yield mg.to("small" if x < 10 else "large", x)
+    >>> next(triage(3))
+    Routed(target='small', item=3)
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"mg.to(name, item): name must be a stage name (str), got {name!r}")
+    return Routed(name, item)
+
+
+Sink = Callable[[Any], None]
+
+
+class _Targeted:
+    __slots__ = ("_send", "_name")
+
+    def __init__(self, send: Callable[[str, Any], None], name: str) -> None:
+        self._send = send
+        self._name = name
+
+    def emit(self, item: Any) -> None:
+        self._send(self._name, item)
+
+    def __lshift__(self, item: Any) -> _Targeted:
+        self._send(self._name, item)
+        return self
+
+
+class Output:
+    """The ``output`` parameter a stage function may ask for.
+
+    ``output.emit(x)`` or ``output << x`` sends ``x`` on the stage's edges;
+    ``output.to("name").emit(x)`` sends it to the named stage.
+
+    Examples
+    --------
+    >>> sent = []
+    >>> out = Output(sent.append, lambda name, x: sent.append((name, x)))
+    >>> _ = out << 1
+    >>> out.to("audit").emit(2)
+    >>> sent
+    [1, ('audit', 2)]
+    """
+
+    __slots__ = ("_emit", "_send")
+
+    def __init__(self, emit: Sink, send: Callable[[str, Any], None]) -> None:
+        self._emit = emit
+        self._send = send
+
+    def emit(self, item: Any) -> None:
+        self._emit(item)
+
+    def __lshift__(self, item: Any) -> Output:
+        self._emit(item)
+        return self
+
+    def to(self, name: str) -> _Targeted:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"output.to(name): name must be a stage name (str), got {name!r}")
+        return _Targeted(self._send, name)

@@ -1,0 +1,165 @@
+"""Starting runs: ``start()`` returns a RunHandle at once; ``run()`` waits for the result."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..core.graph import resolve
+from ..errors import DefinitionError
+from .result import RunResult
+from .run import TICK_SECONDS, Run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..core.pipeline import Pipeline
+
+log = logging.getLogger("minigun_nb")
+
+
+class RunHandle:
+    """A run in progress: ``wait()``, ``stop(drain=True)``, live ``stats``, ``result()``.
+
+    Examples
+    --------
+    >>> import minigun_nb as mg
+    >>> pipe = mg.Pipeline([mg.processor(lambda x: x + 1, name="inc")])
+    >>> handle = pipe.start(items=range(5), display="none")
+    >>> sorted(handle.wait().outputs)
+    [1, 2, 3, 4, 5]
+    """
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._finished = threading.Event()
+        self._result: RunResult | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self._run.run_id
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    @property
+    def stats(self) -> pd.DataFrame:
+        """Live per-stage stats (the same columns as ``result.stats``)."""
+        return self._run.collector.snapshot().to_frame()
+
+    @property
+    def snapshot(self) -> Any:
+        return self._run.collector.snapshot()
+
+    def stop(self, drain: bool = True) -> None:
+        """Stop the run: ``drain=True`` lets in-flight items finish; False cancels them."""
+        self._run.stop(drain=drain)
+
+    def wait(self, timeout: float | None = None) -> RunResult:
+        """Block until the run ends and return its RunResult (raises StageError on failure)."""
+        deadline = None if timeout is None else _now() + timeout
+        while not self._finished.wait(0.05):
+            if deadline is not None and _now() > deadline:
+                raise TimeoutError(f"run {self.run_id} still running after {timeout} s")
+        return self.result()
+
+    def result(self) -> RunResult:
+        if self._result is None:
+            raise RuntimeError("the run has not finished yet; use wait()")
+        failure = self._run.failure
+        if failure is not None:
+            failure.result = self._result  # type: ignore[attr-defined]
+            raise failure
+        if self._run.internal is not None:
+            raise RuntimeError(f"minigun_nb internal error: {self._run.internal!r}"
+                               ) from self._run.internal
+        return self._result
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.run_id} {'done' if self.done else 'running'}>"
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def _supervise(handle: RunHandle, run: Run, pipe: Pipeline) -> None:
+    collector = run.collector
+    try:
+        while not run.done.wait(TICK_SECONDS):
+            if collector.observers:
+                collector.notify_snapshot()
+        snapshot = collector.snapshot()
+        result = RunResult(
+            run_id=run.run_id, snapshot=snapshot, outputs=run.outputs,
+            outputs_by_stage=run.outputs_by_stage, errors=run.errors,
+            cancelled_items=run.cancelled_items, status=snapshot.status,
+            outputs_dropped=run.outputs_dropped,
+        )
+        handle._result = result
+        for pp, hook in run.graph.hooks.get("after_run", ()):
+            try:
+                hook(result)
+            except Exception:  # noqa: BLE001 - logged; the result stands
+                log.exception("after_run hook of %r raised", pp or run.graph.name)
+        collector.notify_snapshot(snapshot)
+    finally:
+        pipe._running -= 1
+        handle._finished.set()
+
+
+def start(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = ()) -> RunHandle:
+    """Resolve, check and start a run of ``pipe``; return its RunHandle at once."""
+    graph = resolve(pipe)
+    if graph.entries and items is None:
+        names = ", ".join(repr(p) for p in graph.entries)
+        raise DefinitionError(
+            f"pipeline {pipe.name!r}: stage(s) {names} have no upstream, so they are entry "
+            f"stages fed by run(items=...), but no items were given. Pass items=, give them a "
+            f"producer upstream, or mark them dynamic=True."
+        )
+    if items is not None and not graph.entries:
+        raise DefinitionError(
+            f"pipeline {pipe.name!r}: items= was given but no stage receives it (every stage "
+            f"has an upstream or is a producer). Drop items=, or add a stage with no upstream."
+        )
+    if items is not None and not hasattr(items, "__iter__"):
+        raise DefinitionError(
+            f"pipeline {pipe.name!r}: items={items!r} is not iterable; pass a list, an "
+            f"iterable or a DataFrame."
+        )
+    if not graph.stages:
+        raise DefinitionError(f"pipeline {pipe.name!r} has no stages; define some first.")
+    run = Run(pipe, graph, items, observers)
+    handle = RunHandle(run)
+    for pp, hook in graph.hooks.get("before_run", ()):
+        hook()
+    pipe._running += 1
+    try:
+        run.start()
+    except BaseException:
+        pipe._running -= 1
+        raise
+    threading.Thread(target=_supervise, args=(handle, run, pipe), daemon=True,
+                     name=f"mg-{graph.name}-supervisor").start()
+    return handle
+
+
+def run(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = ()) -> RunResult:
+    """Run ``pipe`` to the end. The first Ctrl-C drains, a second one cancels."""
+    handle = start(pipe, items=items, observers=observers)
+    try:
+        return handle.wait()
+    except KeyboardInterrupt:
+        handle.stop(drain=True)
+        try:
+            return handle.wait()
+        except KeyboardInterrupt:
+            handle.stop(drain=False)
+            handle._finished.wait()
+            raise

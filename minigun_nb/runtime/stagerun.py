@@ -1,0 +1,388 @@
+"""One stage inside one run: its channel, its worker threads and their loops.
+
+Three loops: a producer's (iterate and emit), a worker stage's (take a chunk, call the
+function per item, route, account per chunk) and an operator's (batch/debatch/rebatch and
+accumulators: one thread in the kernel, flushing on size, time or end of stream).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from types import GeneratorType
+from typing import TYPE_CHECKING, Any
+
+from ..core.graph import StageSpec
+from ..observe.events import ChunkProcessed, ItemsCancelled, ItemsTaken, StageStarted
+from .calls import TimeoutCaller, backoff_delay, bind, error_record
+from .channel import Channel
+from .emit import Output, Routed
+from .emitter import Emitter
+
+if TYPE_CHECKING:
+    from .run import Run
+
+log = logging.getLogger("minigun_nb")
+perf = time.perf_counter
+
+#: aim for about this much work per taken chunk: big enough to amortise the hop, small
+#: enough that a slow stage shares its queue fairly between workers
+TARGET_CHUNK_SECONDS = 0.002
+MAX_CHUNK = 1000
+_NOT_ITERATED = (str, bytes, bytearray, dict)
+
+
+class StageRun:
+    """Runtime state of one stage in one run."""
+
+    def __init__(self, run: Run, spec: StageSpec, workers: int) -> None:
+        self.run = run
+        self.spec = spec
+        self.path = spec.path
+        self.kind = spec.kind
+        self.workers = workers
+        self.channel: Channel | None = (
+            None if spec.kind == "producer" else Channel(spec.options["queue_size"])
+        )
+        self.targets: tuple[StageRun, ...] = ()  # filled by the run once every stage exists
+        self.max_put = MAX_CHUNK
+        chunk = spec.options["chunk_size"]
+        self.max_take = min(chunk or MAX_CHUNK, spec.options["queue_size"])
+        self.per_item = 0.0  # running estimate of seconds per item
+        self.alive = 0
+        self.status = "pending"
+        self.group: Any = None
+        self.lock = threading.Lock()
+        self.in_hand = 0  # items taken by workers and not yet finished (least_loaded)
+        self.threads: list[threading.Thread] = []
+
+    def load(self) -> int:
+        """Items queued plus items held by workers (least_loaded routing)."""
+        return (len(self.channel) if self.channel is not None else 0) + self.in_hand
+
+    def take_limit(self) -> int:
+        if self.per_item <= 0:
+            limit = 1
+        else:
+            limit = int(TARGET_CHUNK_SECONDS / self.per_item) or 1
+        if self.workers > 1 and self.channel is not None:
+            limit = min(limit, max(1, math.ceil(len(self.channel) / self.workers)))
+        return max(1, min(limit, self.max_take))
+
+    def learn(self, n: int, seconds: float) -> None:
+        if n:
+            per = seconds / n
+            self.per_item = per if self.per_item <= 0 else 0.7 * self.per_item + 0.3 * per
+
+    # -- threads ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.status = "running"
+        self.run.publish(StageStarted(self.path, time.monotonic()))
+        log.debug("stage started", extra=self.run.log_extra(self.path))
+        if self.kind == "producer":
+            loop = self._producer_loop
+        elif self.kind in ("batch", "debatch", "rebatch", "accumulator"):
+            loop = self._operator_loop
+        else:
+            loop = self._worker_loop
+        count = 1 if loop != self._worker_loop else self.workers
+        self.alive = count
+        for i in range(count):
+            t = threading.Thread(
+                target=self._guard, args=(loop, i), daemon=True,
+                name=f"mg-{self.run.graph.name}-{self.path}-{i}",
+            )
+            self.threads.append(t)
+        for t in self.threads:
+            t.start()
+
+    def _guard(self, loop: Any, index: int) -> None:
+        try:
+            loop(index)
+        except BaseException as exc:  # noqa: BLE001 - an engine bug must end the run, not hang it
+            log.exception("internal error in stage %s", self.path)
+            self.run.fail_internal(self, exc)
+        finally:
+            with self.lock:
+                self.alive -= 1
+                last = self.alive == 0
+            if last:
+                self.run.stage_finished(self)
+
+    def _setup(self) -> dict[str, Any]:
+        setup = self.spec.options["setup"]
+        if setup is None:
+            return {}
+        resources = setup()
+        if resources is None:
+            return {}
+        if not isinstance(resources, dict):
+            raise TypeError(
+                f"stage {self.path!r}: setup= must return a dict of resources (or None), "
+                f"got {type(resources).__name__}"
+            )
+        return resources
+
+    def _teardown(self, resources: dict[str, Any]) -> None:
+        teardown = self.spec.options["teardown"]
+        if teardown is not None:
+            try:
+                teardown(**resources)
+            except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+                self.run.record_error(self, None, exc, 1)
+
+    # -- producer --------------------------------------------------------------------------
+    def _producer_loop(self, index: int) -> None:
+        run = self.run
+        em = Emitter(self)
+        resources: dict[str, Any] = {}
+        reported = 0
+        try:
+            resources = self._setup()
+            output = Output(em.emit, em.send)
+            call = bind(self.spec.stage.fn, resources, output, item_param=False)
+            t0 = perf()
+            result = call()
+            if result is not None:
+                if isinstance(result, Routed):
+                    result = [result]
+                elif isinstance(result, _NOT_ITERATED) or not hasattr(result, "__iter__"):
+                    result = [result]  # one item, not its characters or keys
+                hungry = em.hungry
+                for value in result:
+                    em.emit_value(value)
+                    if em.dyn:
+                        em.flush_dynamic()
+                    if em.out and hungry():
+                        em.flush()
+                    if run.stopping:
+                        break
+                    if em.count - reported >= MAX_CHUNK:
+                        em.flush()
+                        run.publish(ChunkProcessed(self.path, 0, 0, 0, em.count - reported, 0,
+                                                   perf() - t0))
+                        reported, t0 = em.count, perf()
+                if isinstance(result, GeneratorType):
+                    result.close()  # a draining stop: run the generator's finally blocks
+            em.flush()
+            self.status = "done"
+        except Exception as exc:  # noqa: BLE001 - a failing producer is an error row
+            try:
+                em.dyn.clear()
+                em.flush()  # what it produced before failing still flows
+            finally:
+                self.status = "failed"
+                self.run.record_error(self, None, exc, 1)
+        finally:
+            if em.count - reported:
+                run.publish(ChunkProcessed(self.path, 0, 0, 0, em.count - reported, 0, 0.0))
+            self._teardown(resources)
+
+    # -- worker stage ----------------------------------------------------------------------
+    def _worker_loop(self, index: int) -> None:
+        run = self.run
+        spec = self.spec
+        ch = self.channel
+        assert ch is not None
+        em = Emitter(self)
+        try:
+            resources = self._setup()
+        except Exception as exc:  # noqa: BLE001 - no worker without its resources
+            run.record_error(self, None, exc, 1)
+            self.status = "failed"
+            self._cancel_remaining(ch)
+            return
+        output = Output(em.emit, em.send)
+        call = bind(spec.stage.fn, resources, output, item_param=True)
+        retries = spec.options["retries"]
+        timeout = spec.options["timeout"]
+        track = spec.options["track_latency"]
+        timer = TimeoutCaller(f"mg-{self.path}") if timeout else None
+        emit_value = em.emit_value
+        path = self.path
+        try:
+            while not run.cancelled:
+                chunk = ch.get(self.take_limit())
+                if chunk is None:
+                    break
+                n = len(chunk)
+                with self.lock:
+                    self.in_hand += n
+                run.publish(ItemsTaken(path, n))
+                done = failed = filtered = retried = 0
+                lat: list[float] = []
+                start = t_prev = perf()
+                before = em.count
+                processed = 0
+                for item in chunk:
+                    if run.cancelled:
+                        break
+                    processed += 1
+                    mark, mark_count = len(em.out), em.count
+                    attempt = 1
+                    while True:
+                        try:
+                            if timer is not None:
+                                r = timer.call(call, item, timeout)
+                            else:
+                                r = call(item)
+                            if r is not None:
+                                if type(r) is GeneratorType:
+                                    for v in r:
+                                        emit_value(v)
+                                else:
+                                    emit_value(r)
+                            if em.dyn:
+                                em.flush_dynamic()
+                            done += 1
+                            if em.count == mark_count:
+                                filtered += 1
+                            break
+                        except Exception as exc:  # noqa: BLE001 - an item error, recorded
+                            if (attempt <= retries and isinstance(exc, spec.options["retry_on"])
+                                    and not run.cancelled):
+                                em.discard_item_emissions(mark, mark_count)
+                                retried += 1
+                                delay = backoff_delay(spec, attempt)
+                                attempt += 1
+                                if delay:
+                                    time.sleep(delay)
+                                continue
+                            em.dyn.clear()
+                            failed += 1
+                            run.record_error(self, item, exc, attempt)
+                            break
+                    if track:
+                        t = perf()
+                        lat.append(t - t_prev)
+                        t_prev = t
+                em.flush()
+                elapsed = perf() - start
+                self.learn(processed, elapsed)
+                if processed < n:
+                    run.cancel_items(self, chunk[processed:])
+                run.publish(
+                    ChunkProcessed(path, done, failed, filtered, em.count - before, retried,
+                                   elapsed, tuple(lat))
+                )
+                with self.lock:
+                    self.in_hand -= n
+                if self.group.cyclic:
+                    self.group.add_pending(-n)
+        finally:
+            if timer is not None:
+                timer.close()
+            if run.cancelled:
+                self._cancel_remaining(ch)
+            self._teardown(resources)
+
+    def _cancel_remaining(self, ch: Channel) -> None:
+        items = ch.cancel()
+        if items:
+            self.run.cancel_items(self, items, queued=True)
+
+    # -- operators -------------------------------------------------------------------------
+    def _operator_loop(self, index: int) -> None:
+        from ..ops.batching import BatchItemError, Batcher, debatch_item
+
+        run = self.run
+        spec = self.spec
+        ch = self.channel
+        assert ch is not None
+        em = Emitter(self)
+        params = spec.params
+        kind = self.kind
+        batcher = None
+        if kind != "debatch":
+            mode = {"rebatch": "rebatch", "accumulator": "list"}.get(kind, "batch")
+            batcher = Batcher(params["size"], mode=mode, timeout=params.get("timeout"),
+                              key=params.get("key"), frame=params.get("frame", False))
+        resources: dict[str, Any] = {}
+        call = None
+        if kind == "accumulator":
+            resources = self._setup()
+            call = bind(spec.stage.fn, resources, Output(em.emit, em.send), item_param=True)
+
+        def emit_batches(outs: list[Any], completed: int) -> tuple[int, int]:
+            """Emit flushed batches (through the user function for an accumulator)."""
+            if call is None:
+                for out in outs:
+                    em.emit(out)
+                return completed, 0
+            ok = bad = 0
+            for out in outs:
+                try:
+                    r = call(out)
+                    if r is not None:
+                        if type(r) is GeneratorType:
+                            for v in r:
+                                em.emit_value(v)
+                        else:
+                            em.emit_value(r)
+                    if em.dyn:
+                        em.flush_dynamic()
+                    ok += len(out)
+                except Exception as exc:  # noqa: BLE001 - the whole batch failed
+                    em.dyn.clear()
+                    run.record_error(self, out, exc, 1, count=len(out))
+                    bad += len(out)
+            return ok, bad
+
+        try:
+            while True:
+                deadline = batcher.next_deadline() if batcher is not None else None
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                chunk = ch.get(self.max_take, timeout=wait)
+                if run.cancelled:
+                    if chunk:
+                        run.cancel_items(self, chunk)
+                    break
+                before = em.count
+                start = perf()
+                done = failed = 0
+                if chunk is None:
+                    if batcher is not None:
+                        done, failed = emit_batches(*batcher.flush_all())
+                    em.flush()
+                    run.publish(ChunkProcessed(self.path, done, failed, 0, em.count - before,
+                                               0, perf() - start))
+                    break
+                n = len(chunk)
+                if n:
+                    run.publish(ItemsTaken(self.path, n))
+                    with self.lock:
+                        self.in_hand += n
+                now = time.monotonic()
+                for item in chunk:
+                    try:
+                        if batcher is None:
+                            for x in debatch_item(item, params["rows"]):
+                                em.emit(x)
+                            done += 1
+                        else:
+                            d, f = emit_batches(*batcher.add(item, now))
+                            done += d
+                            failed += f
+                    except BatchItemError as exc:
+                        failed += 1
+                        run.record_error(self, item, exc, 1)
+                if batcher is not None and batcher.next_deadline() is not None:
+                    d, f = emit_batches(*batcher.flush_due(time.monotonic()))
+                    done += d
+                    failed += f
+                em.flush()
+                run.publish(ChunkProcessed(self.path, done, failed, 0, em.count - before, 0,
+                                           perf() - start))
+                with self.lock:
+                    self.in_hand -= n
+                if self.group.cyclic:
+                    self.group.add_pending(-(done + failed))
+        finally:
+            if run.cancelled:
+                if batcher is not None and batcher.held:
+                    run.cancel_items(self, batcher.held_items())
+                self._cancel_remaining(ch)
+            if kind == "accumulator":
+                self._teardown(resources)
