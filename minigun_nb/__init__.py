@@ -21,6 +21,7 @@ Importing the package is light: pandas, loky, widgets and IPython load only wher
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .core.graph import Edge, Graph
@@ -49,7 +50,12 @@ from .errors import (
     WorkerCrashed,
 )
 
+from .runtime.emit import to
+
 __version__ = "0.1.0"
+
+# Silent by default (no "No handlers" fallback to stderr); displays and the CLI show what matters.
+logging.getLogger("minigun_nb").addHandler(logging.NullHandler())
 
 __all__ = [
     "AmbiguousStageError",
@@ -66,6 +72,8 @@ __all__ = [
     "StageError",
     "UnknownStageError",
     "WorkerCrashed",
+    "RunHandle",
+    "RunResult",
     "__version__",
     "accumulator",
     "batch",
@@ -75,7 +83,21 @@ __all__ = [
     "producer",
     "rebatch",
     "stage",
+    "to",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RunResult/RunHandle live in the runtime; load them only when asked for by name
+    if name == "RunResult":
+        from .runtime.result import RunResult
+
+        return RunResult
+    if name == "RunHandle":
+        from .runtime.handle import RunHandle
+
+        return RunHandle
+    raise AttributeError(f"module 'minigun_nb' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:  # pragma: no cover - wired by the magic issue

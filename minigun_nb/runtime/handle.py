@@ -137,7 +137,7 @@ def start(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = ()) -> R
         raise DefinitionError(f"pipeline {pipe.name!r} has no stages; define some first.")
     run = Run(pipe, graph, items, observers)
     handle = RunHandle(run)
-    for pp, hook in graph.hooks.get("before_run", ()):
+    for _pp, hook in graph.hooks.get("before_run", ()):
         hook()
     pipe._running += 1
     try:

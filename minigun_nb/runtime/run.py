@@ -189,6 +189,8 @@ class Run:
         comps = _components(list(self.stages), senders)
         self.external: dict[str, list[Group]] = {}  # sender -> groups waiting on it
         for comp in comps:
+            if comp == [FEEDER]:
+                continue
             members = [self.stages[p] for p in comp]
             cyclic = len(comp) > 1 or comp[0] in senders[comp[0]]
             g = Group(members, cyclic)
@@ -315,7 +317,7 @@ class Run:
     def _feed(self) -> None:
         """Send every item of ``items=`` to every entry stage."""
         entries = [self.stages[p] for p in self.graph.entries]
-        src = _Feeder(self)
+        src = _Feeder()
         try:
             buf: list[Any] = []
             for item in _iter_items(self.items):
@@ -380,7 +382,9 @@ class _Feeder:
     """Stands in for a sending stage when ``items=`` feeds the entry stages."""
 
     path = FEEDER
-    group = Group([], False)
+
+    def __init__(self) -> None:
+        self.group = Group([], False)
 
 
 def _iter_items(items: Any) -> Iterable[Any]:

@@ -11,12 +11,13 @@ import logging
 import math
 import threading
 import time
+from functools import partial
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from ..core.graph import StageSpec
-from ..observe.events import ChunkProcessed, ItemsCancelled, ItemsTaken, StageStarted
-from .calls import TimeoutCaller, backoff_delay, bind, error_record
+from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
+from .calls import TimeoutCaller, backoff_delay, bind
 from .channel import Channel
 from .emit import Output, Routed
 from .emitter import Emitter
@@ -57,6 +58,14 @@ class StageRun:
         self.lock = threading.Lock()
         self.in_hand = 0  # items taken by workers and not yet finished (least_loaded)
         self.threads: list[threading.Thread] = []
+        # ordered=True: chunks are numbered when taken and their outputs released in that
+        # order; a worker whose turn has not come waits, so at most one chunk of outputs per
+        # worker is held back (the bounded reorder window)
+        self.ordered = bool(spec.options["ordered"]) and workers > 1
+        self._take_lock = threading.Lock()
+        self._turn = threading.Condition()
+        self._next_seq = 0
+        self._release_seq = 0
 
     def load(self) -> int:
         """Items queued plus items held by workers (least_loaded routing)."""
@@ -81,13 +90,24 @@ class StageRun:
         self.status = "running"
         self.run.publish(StageStarted(self.path, time.monotonic()))
         log.debug("stage started", extra=self.run.log_extra(self.path))
+        backend = self.spec.options["backend"]
+        count = 1
         if self.kind == "producer":
             loop = self._producer_loop
         elif self.kind in ("batch", "debatch", "rebatch", "accumulator"):
-            loop = self._operator_loop
-        else:
+            from .operators import operator_loop
+
+            loop = partial(operator_loop, self)
+        elif backend in ("thread", "inline"):
             loop = self._worker_loop
-        count = 1 if loop != self._worker_loop else self.workers
+            count = self.workers
+        else:
+            # process, fork, async, dask: driver threads in the kernel ship chunks to the
+            # executor and route what comes back (runtime/remote.py)
+            from .remote import driver_count, remote_loop
+
+            loop = partial(remote_loop, self)
+            count = driver_count(self)
         self.alive = count
         for i in range(count):
             t = threading.Thread(
@@ -111,7 +131,7 @@ class StageRun:
             if last:
                 self.run.stage_finished(self)
 
-    def _setup(self) -> dict[str, Any]:
+    def setup(self) -> dict[str, Any]:
         setup = self.spec.options["setup"]
         if setup is None:
             return {}
@@ -125,7 +145,7 @@ class StageRun:
             )
         return resources
 
-    def _teardown(self, resources: dict[str, Any]) -> None:
+    def teardown(self, resources: dict[str, Any]) -> None:
         teardown = self.spec.options["teardown"]
         if teardown is not None:
             try:
@@ -140,7 +160,7 @@ class StageRun:
         resources: dict[str, Any] = {}
         reported = 0
         try:
-            resources = self._setup()
+            resources = self.setup()
             output = Output(em.emit, em.send)
             call = bind(self.spec.stage.fn, resources, output, item_param=False)
             t0 = perf()
@@ -178,7 +198,7 @@ class StageRun:
         finally:
             if em.count - reported:
                 run.publish(ChunkProcessed(self.path, 0, 0, 0, em.count - reported, 0, 0.0))
-            self._teardown(resources)
+            self.teardown(resources)
 
     # -- worker stage ----------------------------------------------------------------------
     def _worker_loop(self, index: int) -> None:
@@ -188,11 +208,11 @@ class StageRun:
         assert ch is not None
         em = Emitter(self)
         try:
-            resources = self._setup()
+            resources = self.setup()
         except Exception as exc:  # noqa: BLE001 - no worker without its resources
             run.record_error(self, None, exc, 1)
             self.status = "failed"
-            self._cancel_remaining(ch)
+            self.cancel_remaining(ch)
             return
         output = Output(em.emit, em.send)
         call = bind(spec.stage.fn, resources, output, item_param=True)
@@ -202,9 +222,18 @@ class StageRun:
         timer = TimeoutCaller(f"mg-{self.path}") if timeout else None
         emit_value = em.emit_value
         path = self.path
+        ordered = self.ordered
+        if ordered:
+            em.max_put = 1 << 62  # hold a chunk's outputs until its turn
         try:
             while not run.cancelled:
-                chunk = ch.get(self.take_limit())
+                if ordered:
+                    with self._take_lock:
+                        chunk = ch.get(self.take_limit())
+                        seq = self._next_seq
+                        self._next_seq += 1
+                else:
+                    chunk = ch.get(self.take_limit())
                 if chunk is None:
                     break
                 n = len(chunk)
@@ -258,8 +287,11 @@ class StageRun:
                         t = perf()
                         lat.append(t - t_prev)
                         t_prev = t
-                em.flush()
                 elapsed = perf() - start
+                if ordered:
+                    self._flush_in_turn(em, seq)
+                else:
+                    em.flush()
                 self.learn(processed, elapsed)
                 if processed < n:
                     run.cancel_items(self, chunk[processed:])
@@ -275,114 +307,21 @@ class StageRun:
             if timer is not None:
                 timer.close()
             if run.cancelled:
-                self._cancel_remaining(ch)
-            self._teardown(resources)
+                self.cancel_remaining(ch)
+            self.teardown(resources)
 
-    def _cancel_remaining(self, ch: Channel) -> None:
+    def _flush_in_turn(self, em: Emitter, seq: int) -> None:
+        with self._turn:
+            while self._release_seq != seq and not self.run.cancelled:
+                self._turn.wait(0.1)
+        try:
+            em.flush()
+        finally:
+            with self._turn:
+                self._release_seq = seq + 1
+                self._turn.notify_all()
+
+    def cancel_remaining(self, ch: Channel) -> None:
         items = ch.cancel()
         if items:
             self.run.cancel_items(self, items, queued=True)
-
-    # -- operators -------------------------------------------------------------------------
-    def _operator_loop(self, index: int) -> None:
-        from ..ops.batching import BatchItemError, Batcher, debatch_item
-
-        run = self.run
-        spec = self.spec
-        ch = self.channel
-        assert ch is not None
-        em = Emitter(self)
-        params = spec.params
-        kind = self.kind
-        batcher = None
-        if kind != "debatch":
-            mode = {"rebatch": "rebatch", "accumulator": "list"}.get(kind, "batch")
-            batcher = Batcher(params["size"], mode=mode, timeout=params.get("timeout"),
-                              key=params.get("key"), frame=params.get("frame", False))
-        resources: dict[str, Any] = {}
-        call = None
-        if kind == "accumulator":
-            resources = self._setup()
-            call = bind(spec.stage.fn, resources, Output(em.emit, em.send), item_param=True)
-
-        def emit_batches(outs: list[Any], completed: int) -> tuple[int, int]:
-            """Emit flushed batches (through the user function for an accumulator)."""
-            if call is None:
-                for out in outs:
-                    em.emit(out)
-                return completed, 0
-            ok = bad = 0
-            for out in outs:
-                try:
-                    r = call(out)
-                    if r is not None:
-                        if type(r) is GeneratorType:
-                            for v in r:
-                                em.emit_value(v)
-                        else:
-                            em.emit_value(r)
-                    if em.dyn:
-                        em.flush_dynamic()
-                    ok += len(out)
-                except Exception as exc:  # noqa: BLE001 - the whole batch failed
-                    em.dyn.clear()
-                    run.record_error(self, out, exc, 1, count=len(out))
-                    bad += len(out)
-            return ok, bad
-
-        try:
-            while True:
-                deadline = batcher.next_deadline() if batcher is not None else None
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                chunk = ch.get(self.max_take, timeout=wait)
-                if run.cancelled:
-                    if chunk:
-                        run.cancel_items(self, chunk)
-                    break
-                before = em.count
-                start = perf()
-                done = failed = 0
-                if chunk is None:
-                    if batcher is not None:
-                        done, failed = emit_batches(*batcher.flush_all())
-                    em.flush()
-                    run.publish(ChunkProcessed(self.path, done, failed, 0, em.count - before,
-                                               0, perf() - start))
-                    break
-                n = len(chunk)
-                if n:
-                    run.publish(ItemsTaken(self.path, n))
-                    with self.lock:
-                        self.in_hand += n
-                now = time.monotonic()
-                for item in chunk:
-                    try:
-                        if batcher is None:
-                            for x in debatch_item(item, params["rows"]):
-                                em.emit(x)
-                            done += 1
-                        else:
-                            d, f = emit_batches(*batcher.add(item, now))
-                            done += d
-                            failed += f
-                    except BatchItemError as exc:
-                        failed += 1
-                        run.record_error(self, item, exc, 1)
-                if batcher is not None and batcher.next_deadline() is not None:
-                    d, f = emit_batches(*batcher.flush_due(time.monotonic()))
-                    done += d
-                    failed += f
-                em.flush()
-                run.publish(ChunkProcessed(self.path, done, failed, 0, em.count - before, 0,
-                                           perf() - start))
-                with self.lock:
-                    self.in_hand -= n
-                if self.group.cyclic:
-                    self.group.add_pending(-(done + failed))
-        finally:
-            if run.cancelled:
-                if batcher is not None and batcher.held:
-                    run.cancel_items(self, batcher.held_items())
-                self._cancel_remaining(ch)
-            if kind == "accumulator":
-                self._teardown(resources)
