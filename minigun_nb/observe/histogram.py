@@ -43,13 +43,13 @@ MIN_SECONDS = 1e-6
 #: Number of regular buckets: enough to pass one hour.
 N_BUCKETS = math.ceil(BUCKETS_PER_OCTAVE * math.log2(3600.0 / MIN_SECONDS))
 #: Upper edge of the last regular bucket (about 3770 s).
-MAX_SECONDS = MIN_SECONDS * 2.0 ** (N_BUCKETS / BUCKETS_PER_OCTAVE)
+MAX_SECONDS = MIN_SECONDS * math.pow(2.0, N_BUCKETS / BUCKETS_PER_OCTAVE)
 #: Index of the bucket for values below :data:`MIN_SECONDS` (zero and negatives included).
 UNDERFLOW = -1
 #: Index of the bucket for values at or above :data:`MAX_SECONDS`.
 OVERFLOW = N_BUCKETS
 #: Worst relative error of :meth:`LatencyHistogram.percentile` for values inside the range.
-RELATIVE_ERROR = 2.0 ** (1.0 / (2 * BUCKETS_PER_OCTAVE)) - 1.0
+RELATIVE_ERROR = math.pow(2.0, 1.0 / (2 * BUCKETS_PER_OCTAVE)) - 1.0
 
 # Hoisted so the per-item path is one log2, one multiply and one floor.
 _SCALE = float(BUCKETS_PER_OCTAVE)
@@ -99,8 +99,8 @@ def bucket_bounds(index: int) -> tuple[float, float]:
     if index >= OVERFLOW:
         return (MAX_SECONDS, math.inf)
     return (
-        MIN_SECONDS * 2.0 ** (index / _SCALE),
-        MIN_SECONDS * 2.0 ** ((index + 1) / _SCALE),
+        MIN_SECONDS * math.pow(2.0, index / _SCALE),
+        MIN_SECONDS * math.pow(2.0, (index + 1) / _SCALE),
     )
 
 
@@ -286,7 +286,15 @@ class LatencyHistogram:
         index, n = next(buckets)
         cumulative = n
         for position in order:
-            while cumulative < ranks[position]:
+            rank = ranks[position]
+            # The smallest and the largest value are known exactly: p0 and p100 are exact.
+            if rank == 1:
+                results[position] = self._min
+                continue
+            if rank >= self._count:
+                results[position] = self._max
+                continue
+            while cumulative < rank:
                 index, n = next(buckets)
                 cumulative += n
             results[position] = self._representative(index)
@@ -297,8 +305,8 @@ class LatencyHistogram:
             return self._min
         if index == OVERFLOW:
             return self._max
-        middle = MIN_SECONDS * 2.0 ** ((index + 0.5) / _SCALE)
-        # Clamping makes p0/p100 exact and never reports a value that was not possible.
+        middle = MIN_SECONDS * math.pow(2.0, (index + 0.5) / _SCALE)
+        # Clamping keeps the estimate inside what was observed (and inside its bucket).
         return min(max(middle, self._min), self._max)
 
     # -- comparing and serialising ------------------------------------------------------------
@@ -335,7 +343,7 @@ class LatencyHistogram:
         Examples
         --------
         >>> LatencyHistogram.from_values([0.5]).to_dict()["buckets"]
-        [[318, 1]]
+        [[302, 1]]
         """
         return {
             "buckets_per_octave": BUCKETS_PER_OCTAVE,

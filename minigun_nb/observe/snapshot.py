@@ -107,9 +107,14 @@ class StageSnapshot:
 
     Examples
     --------
-    >>> s = RunSnapshot.empty().stages
-    >>> s
-    ()
+    >>> from minigun_nb.observe.events import ItemsReceived, RunStarted, StageInfo
+    >>> from minigun_nb.observe.stats import StatsCollector
+    >>> stats = StatsCollector()
+    >>> stats.publish(RunStarted("r1", 0.0, (StageInfo("load", "processor", "thread", 8, 100),)))
+    >>> stats.publish(ItemsReceived("load", 5))
+    >>> s = stats.snapshot().stage("load")
+    >>> s.status, s.items_in, s.in_flight, s.queue_depth
+    ('pending', 5, 5, 5)
     """
 
     path: str

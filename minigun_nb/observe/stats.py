@@ -27,11 +27,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from ._state import StageState
+from .bottleneck import BOTTLENECK_BUSY, BOTTLENECK_FILL, bottleneck_hint, find_bottleneck
 from .events import (
     ChunkProcessed,
     Event,
@@ -44,7 +45,6 @@ from .events import (
     StageInfo,
     StageStarted,
 )
-from .histogram import LatencyHistogram
 from .snapshot import STATS_COLUMNS, RunSnapshot, RunTotals, StageSnapshot
 from .summary import summary_text
 
@@ -64,13 +64,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("minigun_nb")
-
-#: A stage is reported as the bottleneck only from this busy fraction on ...
-BOTTLENECK_BUSY = 0.5
-#: ... or when its input queue was at least this full on average.
-BOTTLENECK_FILL = 0.5
-_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
-_NO_PERCENTILES: tuple[float | None, ...] = (None, None, None, None)
 
 
 @runtime_checkable
@@ -107,231 +100,6 @@ class _Subscription(NamedTuple):
     observer: object
     on_event: Callable[[Event], object] | None
     on_snapshot: Callable[[RunSnapshot], object] | None
-
-
-class _Stage:
-    """Mutable per-stage accumulators; only touched under the collector's lock."""
-
-    __slots__ = (
-        "info",
-        "producer",
-        "status",
-        "started",
-        "finished",
-        "started_wall",
-        "finished_wall",
-        "received",
-        "taken",
-        "cancelled",
-        "cancelled_queued",
-        "done",
-        "failed",
-        "filtered",
-        "emitted",
-        "retried",
-        "busy_s",
-        "hist",
-        "hist_version",
-        "latency_cache",
-        "window",
-        "win_count",
-        "win_busy",
-        "fill_start",
-        "fill_time",
-        "fill",
-        "fill_area",
-    )
-
-    def __init__(self, info: StageInfo) -> None:
-        self.info = info
-        self.producer = info.kind == "producer"
-        self.status = "pending"
-        self.started: float | None = None
-        self.finished: float | None = None
-        self.started_wall: datetime | None = None
-        self.finished_wall: datetime | None = None
-        self.received = self.taken = self.cancelled = self.cancelled_queued = 0
-        self.done = self.failed = self.filtered = self.emitted = self.retried = 0
-        self.busy_s = 0.0
-        self.hist = LatencyHistogram() if info.track_latency else None
-        self.hist_version = 0
-        # (version, histogram copy, percentiles): rebuilt only when latencies arrived since.
-        self.latency_cache: tuple[int, LatencyHistogram | None, tuple[float | None, ...]] = (
-            0,
-            None,
-            _NO_PERCENTILES,
-        )
-        # Recent chunks (time, count, busy_s) with running sums, so a snapshot costs O(1)
-        # per stage whatever the chunk rate.
-        self.window: deque[tuple[float, int, float]] = deque()
-        self.win_count = 0
-        self.win_busy = 0.0
-        # Queue fill is integrated over time as a step function sampled at each queue event.
-        self.fill_start: float | None = None
-        self.fill_time = 0.0
-        self.fill = 0.0
-        self.fill_area = 0.0
-
-    # -- folding ------------------------------------------------------------------------------
-
-    def advance_fill(self, t: float) -> None:
-        if self.fill_start is None:
-            self.fill_start = self.fill_time = t
-        elif t > self.fill_time and self.finished is None:
-            self.fill_area += self.fill * (t - self.fill_time)
-            self.fill_time = t
-
-    def update_fill(self) -> None:
-        size = self.info.queue_size
-        depth = self.received - self.taken - self.cancelled_queued
-        # A queue may hold one chunk over its size; "full" is what matters, so clip at 1.
-        self.fill = min(1.0, max(0.0, depth / size)) if size > 0 else 0.0
-
-    def add_chunk(self, t: float, event: ChunkProcessed, horizon: float) -> None:
-        self.done += event.done
-        self.failed += event.failed
-        self.filtered += event.filtered
-        self.emitted += event.emitted
-        self.retried += event.retried
-        self.busy_s += event.busy_s
-        count = event.emitted if self.producer else event.done
-        self.window.append((t, count, event.busy_s))
-        self.win_count += count
-        self.win_busy += event.busy_s
-        self.prune(t - horizon)
-        if self.hist is not None and event.latencies:
-            self.hist.add_many(event.latencies)
-            self.hist_version += 1
-
-    def prune(self, cutoff: float) -> None:
-        window = self.window
-        while window and window[0][0] <= cutoff:
-            _, count, busy = window.popleft()
-            self.win_count -= count
-            self.win_busy -= busy
-        if not window:
-            # Reset rather than trust a float that went up and down many times.
-            self.win_count, self.win_busy = 0, 0.0
-
-    # -- reading ------------------------------------------------------------------------------
-
-    def latency(self) -> tuple[LatencyHistogram | None, tuple[float | None, ...]]:
-        hist = self.hist
-        if hist is None or hist.count == 0:
-            return None, _NO_PERCENTILES
-        version, copy, percentiles = self.latency_cache
-        if copy is None or version != self.hist_version:
-            copy = hist.copy()
-            percentiles = tuple(
-                None if p is None else p * 1e3 for p in copy.percentiles(_PERCENTILES)
-            )
-            self.latency_cache = (self.hist_version, copy, percentiles)
-        return copy, percentiles
-
-    def snapshot(self, now: float, horizon: float) -> StageSnapshot:
-        info = self.info
-        running = self.finished is None
-        end = now if running else self.finished
-        assert end is not None
-        elapsed = 0.0 if self.started is None else max(0.0, end - self.started)
-        count = self.emitted if self.producer else self.done
-        overall_count = self.emitted if self.producer else self.done + self.failed
-        workers = info.workers
-        if running:
-            self.prune(now - horizon)
-            span = min(horizon, elapsed)
-            throughput = self.win_count / span if span > 0 else 0.0
-            busy = self.win_busy / (workers * span) if span > 0 and workers > 0 else 0.0
-        else:
-            throughput = count / elapsed if elapsed > 0 else 0.0
-            busy = self.busy_s / (workers * elapsed) if elapsed > 0 and workers > 0 else 0.0
-        histogram, (p50, p90, p95, p99) = self.latency()
-        return StageSnapshot(
-            path=info.path,
-            kind=info.kind,
-            backend=info.backend,
-            workers=workers,
-            status=self.status,
-            items_in=self.received,
-            items_out=self.emitted,
-            done=self.done,
-            filtered=self.filtered,
-            failed=self.failed,
-            cancelled=self.cancelled,
-            retried=self.retried,
-            # Publishers race (a chunk may be reported before its ItemsReceived lands), so a
-            # transient negative is clipped; once events are consistent the law is exact.
-            in_flight=0
-            if self.producer
-            else max(0, self.received - self.done - self.failed - self.cancelled),
-            queue_depth=max(0, self.received - self.taken - self.cancelled_queued),
-            queue_size=info.queue_size,
-            busy=min(1.0, max(0.0, busy)),
-            throughput=throughput,
-            p50_ms=p50,
-            p90_ms=p90,
-            p95_ms=p95,
-            p99_ms=p99,
-            started=self.started_wall,
-            finished=self.finished_wall,
-            elapsed_s=elapsed,
-            throughput_overall=overall_count / elapsed if elapsed > 0 else 0.0,
-            latency=histogram,
-            queue_fill=self.average_fill(end),
-        )
-
-    def average_fill(self, end: float) -> float:
-        if self.fill_start is None:
-            return 0.0
-        area = self.fill_area + self.fill * max(0.0, end - self.fill_time)
-        duration = end - self.fill_start
-        return min(1.0, max(0.0, area / duration)) if duration > 0 else self.fill
-
-
-def bottleneck_hint(stage: StageSnapshot) -> str:
-    """Return the one-line hint naming ``stage`` as the bottleneck.
-
-    Examples
-    --------
-    >>> snap = StageSnapshot("clean", "processor", "thread", 4, "running", *[0] * 10,
-    ...                      1.0, 0.0, None, None, None, None, None, None, 0.0)
-    >>> bottleneck_hint(snap)
-    '`clean` is the bottleneck: 100% busy with 4 workers; try workers=8'
-    """
-    workers = stage.workers
-    noun = "worker" if workers == 1 else "workers"
-    return (
-        f"`{stage.path}` is the bottleneck: {round(stage.busy * 100)}% busy with "
-        f"{workers} {noun}; try workers={2 * max(workers, 1)}"
-    )
-
-
-def find_bottleneck(stages: tuple[StageSnapshot, ...]) -> tuple[str | None, str]:
-    """Return ``(path, hint)`` of the bottleneck among ``stages``, or ``(None, "")``.
-
-    Producers and stages that have not started are never the bottleneck. A stage qualifies
-    when its workers are at least half busy or its input queue was at least half full on
-    average; among those the busiest wins (compared at whole percents, the resolution a
-    person sees), ties going to the fuller input queue, then to the earlier stage.
-
-    Examples
-    --------
-    >>> find_bottleneck(())
-    (None, '')
-    """
-    best: StageSnapshot | None = None
-    best_key = (-1, -1.0)
-    for stage in stages:
-        if stage.is_producer or stage.status == "pending":
-            continue
-        if stage.busy < BOTTLENECK_BUSY and stage.queue_fill < BOTTLENECK_FILL:
-            continue
-        key = (round(stage.busy * 100), stage.queue_fill)
-        if key > best_key:
-            best, best_key = stage, key
-    if best is None:
-        return None, ""
-    return best.path, bottleneck_hint(best)
 
 
 class StatsCollector:
@@ -388,7 +156,7 @@ class StatsCollector:
         self._status = "pending"
         self._started: float | None = None
         self._finished: float | None = None
-        self._stages: dict[str, _Stage] = {}
+        self._stages: dict[str, StageState] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             RunStarted: self._run_started,
             StageStarted: self._stage_started,
@@ -419,8 +187,12 @@ class StatsCollector:
                 with self._lock:
                     handler(event)
             except Exception:  # a bad event must not fail the data job
-                logger.warning("minigun_nb: could not fold %r", event, exc_info=True,
-                               extra=self._log_extra(event))
+                logger.warning(
+                    "minigun_nb: could not fold %r",
+                    event,
+                    exc_info=True,
+                    extra=self._log_extra(event),
+                )
         for subscription in self._observers:  # a tuple, replaced on change: no lock needed
             if subscription.on_event is not None:
                 try:
@@ -547,12 +319,12 @@ class StatsCollector:
 
     # -- folding (called under self._lock) ----------------------------------------------------
 
-    def _stage(self, path: str) -> _Stage:
+    def _stage(self, path: str) -> StageState:
         stage = self._stages.get(path)
         if stage is None:
             # An event for a stage the run did not announce: keep its counts rather than drop
             # them, under a placeholder description.
-            stage = _Stage(StageInfo(path, "unknown", "unknown", 1, 0))
+            stage = StageState(StageInfo(path, "unknown", "unknown", 1, 0))
             self._stages[path] = stage
         return stage
 
@@ -561,7 +333,7 @@ class StatsCollector:
         self._status = "running"
         self._started = event.time
         self._finished = None
-        self._stages = {info.path: _Stage(info) for info in event.stages}
+        self._stages = {info.path: StageState(info) for info in event.stages}
 
     def _stage_started(self, event: StageStarted) -> None:
         stage = self._stage(event.path)

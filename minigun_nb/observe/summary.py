@@ -19,7 +19,7 @@ from .snapshot import RunSnapshot, StageSnapshot
 
 __all__ = ["format_count", "format_duration", "format_ms", "format_rate", "summary_text"]
 
-_SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+_SCALES = ((1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T"))
 
 
 def format_count(n: float) -> str:
@@ -32,15 +32,12 @@ def format_count(n: float) -> str:
     """
     if abs(n) < 10_000:
         return f"{n:.0f}"
-    for scale, suffix in _SUFFIXES:
-        if abs(n) >= scale:
-            value = n / scale
-            text = _three_digits(value)
-            # 999.96k rounds to "1000k": show it as the next unit instead.
-            if len(text.lstrip("-")) > 3 and "." not in text and suffix != "T":
-                return format_count(round(n, -3) if abs(n) < 1e6 else n * 1.0001)
+    for scale, suffix in _SCALES:
+        text = _three_digits(n / scale)
+        # 999,999 would read "1000k": move on to the next unit instead.
+        if abs(float(text)) < 1000 or suffix == "T":
             return text + suffix
-    return f"{n:.0f}"  # pragma: no cover - unreachable, the smallest scale is 1e3
+    raise AssertionError("unreachable: the last scale always returns")
 
 
 def _three_digits(value: float) -> str:
@@ -132,7 +129,10 @@ def _footer(snapshot: RunSnapshot) -> str:
     if snapshot.status == "pending":
         return f"{run} pending"
     elapsed = format_duration(snapshot.elapsed_s)
-    when = f"running for {elapsed}" if snapshot.status == "running" else f"{snapshot.status} in {elapsed}"
+    if snapshot.status == "running":
+        when = f"running for {elapsed}"
+    else:
+        when = f"{snapshot.status} in {elapsed}"
     t = snapshot.totals
     counts = (
         f"{format_count(t.done)} done, {format_count(t.failed)} failed, "
@@ -170,7 +170,7 @@ def summary_text(snapshot: RunSnapshot) -> str:
     for row in rows:
         cells = [
             text.rjust(width) if right else text.ljust(width)
-            for text, width, (_, right, _) in zip(row, widths, _COLUMNS)
+            for text, width, (_, right, _) in zip(row, widths, _COLUMNS, strict=True)
         ]
         lines.append("  ".join(cells).rstrip())
     lines.append(_footer(snapshot))

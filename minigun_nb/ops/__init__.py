@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from minigun_nb.ops.batching import (
     MODES,
-    BatchItemError,
     Batcher,
+    BatchItemError,
     check_debatch_rows,
     debatch_item,
 )

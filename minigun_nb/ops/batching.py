@@ -152,7 +152,9 @@ class Batcher:
                 or not math.isfinite(timeout)
                 or timeout <= 0
             ):
-                raise ValueError(f"timeout must be None or a finite number of seconds > 0, got {timeout!r}")
+                raise ValueError(
+                    f"timeout must be None or a finite number of seconds > 0, got {timeout!r}"
+                )
             timeout = float(timeout)
         if key is not None and not callable(key):
             raise ValueError(f"key must be a callable or None, got {_type_name(key)}")
@@ -301,7 +303,9 @@ class Batcher:
         if self.mode == "rebatch":
             if isinstance(item, (list, tuple)):
                 return _SEQ, len(item), None
-            raise BatchItemError(f"rebatch expects DataFrames, lists or tuples, got {_type_name(item)}")
+            raise BatchItemError(
+                f"rebatch expects DataFrames, lists or tuples, got {_type_name(item)}"
+            )
         if pd is not None and isinstance(item, pd.Series):
             return _SERIES, 1, item.index
         if self.frame and isinstance(item, dict):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from minigun_nb.ops.batching import BatchItemError, Batcher, check_debatch_rows, debatch_item
+from minigun_nb.ops.batching import Batcher, BatchItemError, check_debatch_rows, debatch_item
 
 BATCHING_PY = Path(__file__).resolve().parents[2] / "minigun_nb" / "ops" / "batching.py"
 
@@ -83,8 +83,8 @@ def test_a_frame_with_no_rows_is_completed_at_once():
 
 
 def test_series_items_become_a_frame_named_by_series_name():
-    b = Batcher(2)
-    out, _ = feed(b, [pd.Series({"x": 1, "y": "a"}, name="r1"), pd.Series({"x": 2, "y": "b"}, name="r2")])
+    rows = [pd.Series({"x": 1, "y": "a"}, name="r1"), pd.Series({"x": 2, "y": "b"}, name="r2")]
+    out, _ = feed(Batcher(2), rows)
     expected = pd.DataFrame({"x": [1, 2], "y": ["a", "b"]}, index=["r1", "r2"])
     pd.testing.assert_frame_equal(out[0], expected)
 
@@ -150,7 +150,7 @@ def test_key_errors_name_the_key():
 
 
 def test_rebatch_refuses_scalars():
-    with pytest.raises(BatchItemError, match="rebatch expects DataFrames, lists or tuples, got int"):
+    with pytest.raises(BatchItemError, match="expects DataFrames, lists or tuples, got int"):
         Batcher(3, mode="rebatch").add(1, now=0)
 
 
@@ -165,7 +165,7 @@ def test_one_open_batch_per_key():
 
 def test_keyed_frames_are_cut_independently():
     b = Batcher(3, key=lambda df: df["k"].iloc[0])
-    out, _ = feed(b, [pd.DataFrame({"k": ["x"] * 2}), pd.DataFrame({"k": ["y"] * 2}), pd.DataFrame({"k": ["x"] * 2})])
+    out, _ = feed(b, [pd.DataFrame({"k": [k, k]}) for k in "xyx"])
     assert [list(o["k"]) for o in out] == [["x", "x", "x"]]
     assert sorted(len(o) for o in b.flush_all()[0]) == [1, 2]
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minigun_nb.ops.batching import BatchItemError, Batcher, debatch_item
+from minigun_nb.ops.batching import Batcher, BatchItemError, debatch_item
 
 SETTINGS = settings(
     max_examples=60,
@@ -28,12 +30,13 @@ def frames(draw, max_rows=60):
     cat = draw(st.lists(st.sampled_from(["x", "y", "z", None]), min_size=n, max_size=n))
     stamps = pd.to_datetime(draw(seconds), unit="s", utc=True).tz_convert("Europe/Paris")
     nat = np.array(draw(maybe), dtype=bool)
+    nullable = [v if keep else None for v, keep in zip(draw(ints), draw(maybe), strict=True)]
     floats = draw(st.lists(st.floats(allow_nan=True, allow_infinity=False), min_size=n, max_size=n))
     df = pd.DataFrame(
         {
             "cat": pd.Categorical(cat, categories=["x", "y", "z"]),
             "when": stamps.where(~nat),
-            "n": pd.array([v if keep else None for v, keep in zip(draw(ints), draw(maybe))], dtype="Int64"),
+            "n": pd.array(nullable, dtype="Int64"),
             "f": floats,
             "s": draw(st.lists(st.one_of(st.none(), st.text(max_size=4)), min_size=n, max_size=n)),
         }
@@ -52,7 +55,7 @@ def chunked(draw):
     df = draw(frames())
     cuts = sorted(draw(st.lists(st.integers(0, len(df)), max_size=8)))
     bounds = [0, *cuts, len(df)]
-    return df, [df.iloc[a:b] for a, b in zip(bounds, bounds[1:])]
+    return df, [df.iloc[a:b] for a, b in pairwise(bounds)]
 
 
 def run(batcher, items):
@@ -122,7 +125,7 @@ def test_debatch_series_and_dict_keep_values_columns_and_index(df):
     as_series = debatch_item(df)
     as_dicts = debatch_item(df, rows="dict")
     assert [s.name for s in as_series] == list(df.index)
-    for i, (s, d) in enumerate(zip(as_series, as_dicts)):
+    for i, (s, d) in enumerate(zip(as_series, as_dicts, strict=True)):
         assert list(s.index) == list(df.columns) == list(d)
         for col in df.columns:
             expected = df[col].iloc[i]
@@ -199,3 +202,11 @@ def test_wide_key_space_keeps_deadline_queries_cheap():
     assert b.held == 50_000 and b.next_deadline() == 10.0
     out, done = b.flush_due(10.0)
     assert out == [list(range(0, 50_000, 5_000))] and done == 10
+
+
+def test_stale_deadlines_do_not_pile_up():
+    b = Batcher(2, timeout=1.0)
+    for i in range(1_000):
+        b.add(i, float(i))
+    assert len(b._heap) <= 65  # rebuilt from the open batches when mostly stale
+    assert b.next_deadline() is None
