@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import AmbiguousStageError, CycleError, DefinitionError, UnknownStageError
 from .options import PIPELINE_ONLY, STAGE_DEFAULTS
-from .stage import OPERATOR_KINDS, Stage, check_picklable, is_async_callable
+from .stage import OPERATOR_KINDS, Stage, check_picklable, instance_hooks, is_async_callable
 
 if TYPE_CHECKING:
-    from .pipeline import Block, Pipeline
+    from .pipeline import Pipeline
 
 
 class Edge(NamedTuple):
@@ -194,6 +194,11 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
+def _full(root_name: str, path: str) -> str:
+    """The full path of a stage or pipeline, root name included (``"etl/inner/f"``)."""
+    return f"{root_name}/{path}" if path else root_name
+
+
 def _parent(pp: str) -> str | None:
     if not pp:
         return None
@@ -215,12 +220,12 @@ def _lookup(
         parts = name.split("/")
         tries = [name, _join(origin, name)]
         if parts[0] == root_name:
-            tries.insert(0, "/".join(parts[1:]))
+            tries.insert(1, "/".join(parts[1:]))  # "etl/x/save" as well as "x/save"
         for t in tries:
             if t in by_path:
                 return by_path[t]
         raise UnknownStageError(
-            f"no stage or pipeline at path {name!r} (seen from {_join(root_name, origin)!r}); "
+            f"no stage or pipeline at path {name!r} (seen from {_full(root_name, origin)!r}); "
             f"known paths: {_known(root_name, scopes)}."
         )
     if name in scopes[origin]:
@@ -230,9 +235,9 @@ def _lookup(
     while level:
         hits = [scopes[p][name] for p in level if name in scopes[p]]
         if len(hits) > 1:
-            listed = ", ".join(repr(_join(root_name, h[1])) for h in hits)
+            listed = ", ".join(repr(_full(root_name, h[1])) for h in hits)
             raise AmbiguousStageError(
-                f"stage name {name!r} (seen from {_join(root_name, origin)!r}) matches several "
+                f"stage name {name!r} (seen from {_full(root_name, origin)!r}) matches several "
                 f"stages at the same level: {listed}; use the full path instead."
             )
         if hits:
@@ -245,7 +250,7 @@ def _lookup(
             return scopes[anc][name]
         anc = _parent(anc)
     raise UnknownStageError(
-        f"no stage or pipeline named {name!r} (seen from {_join(root_name, origin)!r}); "
+        f"no stage or pipeline named {name!r} (seen from {_full(root_name, origin)!r}); "
         f"known: {_known(root_name, scopes)}. Check the spelling, or use a full path."
     )
 
@@ -395,24 +400,36 @@ class _Resolver:
         return [Edge(s, t, "explicit") for s in sources for t in targets]
 
     # -- default chaining --------------------------------------------------------------------
-    def explicit_upstreams(self) -> dict[str, set[str]]:
-        """Stage-to-stage explicit edges only: enough to tell fan-out siblings apart."""
-        ups: dict[str, set[str]] = {p: set() for p in self.order}
-        for path in self.order:
-            s = self.stage_objs[path]
-            for kind, r in self.refs(s.to, self.owner[path], f"stage {path!r}"):
-                if kind == "stage":
-                    ups[r].add(path)
-            for kind, r in self.refs(s.from_, self.owner[path], f"stage {path!r}"):
-                if kind == "stage":
-                    ups[path].add(r)
-        return ups
+    def explicit_sources(self) -> dict[str, set[str]]:
+        """Who declares an explicit edge into each stage or nested pipeline (by path).
+
+        Enough to tell fan-out siblings apart without expanding pipelines into their ports
+        (which needs the default chaining being computed).
+        """
+        sources: dict[str, set[str]] = {}
+        for src, dst, _ in self.declarations(self.order, [q for q in self.pipes if q]):
+            sources.setdefault(dst[1], set()).add(src[1])
+        return sources
+
+    def _sources(self, path: str, pp: str) -> set[str]:
+        """Explicit sources of stage ``path`` seen at the chaining level of pipeline ``pp``:
+        its own, plus those of every nested pipeline between it and ``pp``."""
+        out = set(self._xsrc.get(path, ()))
+        q = self.owner[path]
+        while q != pp:
+            out |= self._xsrc.get(q, set())
+            q = _parent(q) or ""
+        return out
+
+    def siblings(self, a: str, b: str, pp: str) -> bool:
+        """Fan-out siblings share an upstream through explicit edges (never default ones)."""
+        return bool(self._sources(a, pp) & self._sources(b, pp))
 
     def chain_edges(self, pp: str) -> list[Edge]:
         if pp in self.chain:
             return self.chain[pp]
-        if not hasattr(self, "_xups"):
-            self._xups = self.explicit_upstreams()
+        if not hasattr(self, "_xsrc"):
+            self._xsrc = self.explicit_sources()
         edges: list[Edge] = []
         self.chain[pp] = edges  # guards against re-entry while computing
         self._link_seq(self.pipes[pp]._body.children, pp, edges)
@@ -456,7 +473,7 @@ class _Resolver:
                     first_ins = ins
                 still = []
                 for out, out_tag in pending:
-                    targets = [t for t in ins if not (self._xups[t] & self._xups.get(out, set()))]
+                    targets = [t for t in ins if not self.siblings(out, t, pp)]
                     if not targets:
                         still.append((out, out_tag))  # only siblings here: look further on
                         continue
@@ -526,6 +543,9 @@ class _Resolver:
         for pipe in chain:
             opts.update({k: v for k, v in pipe.options.items() if k in STAGE_DEFAULTS})
         opts.update(s.options)
+        for hook, method in instance_hooks(s.fn).items():  # a stateful stage object's own hooks
+            if opts[hook] is None:
+                opts[hook] = method
         if s.kind in OPERATOR_KINDS:
             opts.update(workers=1, backend="inline")
         elif s.kind == "producer":
@@ -586,13 +606,16 @@ class _Resolver:
             route = spec.options.get("route")
             if isinstance(route, Mapping):
                 for name in route:
-                    _, target = self.ref(name, spec.pipeline) or ("", "")
-                    if target not in downs[path]:
-                        raise DefinitionError(
-                            f"stage {path!r}: route weight {name!r} is not one of its "
-                            f"downstream stages ({', '.join(map(repr, downs[path])) or 'none'}); "
-                            f"weights must name the stages it feeds."
-                        )
+                    # a weight may name a stage or a nested pipeline (its entry stages)
+                    for kind, target in self.refs([name], spec.pipeline, f"stage {path!r}"):
+                        targets = [target] if kind == "stage" else self.ports(target)[0]
+                        if not targets or not set(targets) <= set(downs[path]):
+                            known = ", ".join(map(repr, downs[path])) or "none"
+                            raise DefinitionError(
+                                f"stage {path!r}: route weight {name!r} is not one of its "
+                                f"downstream stages ({known}); weights must name the stages "
+                                f"it feeds (add {name!r} to its to=)."
+                            )
             backend = spec.options["backend"]
             fn = spec.fn
             if fn is None:

@@ -790,5 +790,8 @@ _REDIRECTED = frozenset(
 def _fn_name(obj: Stage | Pipeline | Block) -> str:
     if isinstance(obj, Stage):
         fn = obj.fn
-        return getattr(fn, "__qualname__", None) or type(fn).__name__ if fn else obj.kind
+        if fn is None:
+            return obj.kind
+        name = getattr(fn, "__qualname__", None) or type(fn).__name__
+        return name.rsplit("<locals>.", 1)[-1]  # "make.<locals>.clean" reads as "clean"
     return getattr(obj, "name", "?")

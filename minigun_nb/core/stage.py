@@ -52,6 +52,13 @@ def is_async_callable(fn: Any) -> bool:
     return False
 
 
+def instance_hooks(fn: Any) -> dict[str, Callable[..., Any]]:
+    """``setup``/``teardown`` methods of a callable class instance (its per-worker hooks)."""
+    if fn is None or inspect.isroutine(fn) or isinstance(fn, type):
+        return {}
+    return {k: getattr(fn, k) for k in ("setup", "teardown") if callable(getattr(fn, k, None))}
+
+
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
         return inspect.signature(fn)
@@ -89,11 +96,30 @@ def infer_kind(fn: Callable[..., Any]) -> str:
     return "producer" if not names and not varargs else "processor"
 
 
+def _required_keywords(fn: Callable[..., Any]) -> list[str]:
+    """Keyword-only parameters without a default (only setup= resources can fill them)."""
+    sig = _signature(fn)
+    if sig is None:
+        return []
+    return [
+        p.name
+        for p in sig.parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name not in INJECTED
+    ]
+
+
 def _check_arity(where: str, kind: str, fn: Callable[..., Any], has_setup: bool) -> None:
     params = item_parameters(fn)
     if params is None:
         return
     names, varargs = params
+    keywords = _required_keywords(fn)
+    if keywords and not has_setup:
+        raise DefinitionError(
+            f"{where}: the function requires keyword parameter(s) {', '.join(keywords)} that "
+            f"nothing provides. Give them defaults, or provide them as resources with setup= "
+            f"returning a dict keyed by their names."
+        )
     listed = ", ".join(names)
     if kind == "producer":
         if names and not has_setup:
@@ -104,15 +130,17 @@ def _check_arity(where: str, kind: str, fn: Callable[..., Any], has_setup: bool)
             )
         return
     what = "a list of items" if kind == "accumulator" else "exactly one item"
+    article = "an" if kind[0] in "aeiou" else "a"
+    param = "items" if kind == "accumulator" else "item"
     if not names and not varargs:
         raise DefinitionError(
-            f"{where}: a {kind} receives {what}, but the function takes no parameter. "
-            f"Add one (def {_callable_name(fn) or 'f'}(item): ...), or declare it with "
+            f"{where}: {article} {kind} receives {what}, but the function takes no parameter. "
+            f"Add one (def {_callable_name(fn) or 'f'}({param}): ...), or declare it with "
             f"@pipe.producer if it generates items."
         )
     if len(names) > 1 and not has_setup:
         raise DefinitionError(
-            f"{where}: a {kind} receives {what}, but the function requires {len(names)} "
+            f"{where}: {article} {kind} receives {what}, but the function requires {len(names)} "
             f"parameters ({listed}). Keep one item parameter; give the others defaults, or "
             f"provide them as resources with setup= returning a dict keyed by their names."
         )
@@ -153,11 +181,17 @@ class Stage:
         if kind not in KINDS:
             raise DefinitionError(f"unknown stage kind {kind!r}; use one of {', '.join(KINDS)}.")
         name = options.pop("name", None)
-        explicit_name = name is not None and not options.pop("_default_name", False)
+        default_name = options.pop("_default_name", False)  # set by batch()/debatch()/rebatch()
+        explicit_name = name is not None and not default_name
         if name is None and fn is not None:
             name = _callable_name(fn)
         if name is None:
-            what = "a lambda" if getattr(fn, "__name__", "") == "<lambda>" else repr(fn)
+            if getattr(fn, "__name__", "") == "<lambda>":
+                what = "a lambda"
+            elif fn is not None and not hasattr(fn, "__name__"):
+                what = f"a {type(fn).__name__} instance"  # a callable object
+            else:
+                what = repr(fn)
             raise DefinitionError(
                 f"{kind} stage: {what} has no usable name; pass name=, "
                 f'e.g. pipe.{kind}(fn, name="clean").'
@@ -209,7 +243,9 @@ class Stage:
         #: the options given explicitly (defaults are filled in when the graph is resolved)
         self.options: dict[str, Any] = dict(options)
         if fn is not None:
-            _check_arity(where, kind, fn, has_setup=options.get("setup") is not None)
+            # a callable class instance may bring its own setup() method (SPEC section 1)
+            has_setup = options.get("setup") is not None or "setup" in instance_hooks(fn)
+            _check_arity(where, kind, fn, has_setup=has_setup)
             self._check_backend(where)
 
     # -- checks ------------------------------------------------------------------------------

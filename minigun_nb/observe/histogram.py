@@ -20,6 +20,7 @@ True
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -177,9 +178,31 @@ class LatencyHistogram:
         >>> h = LatencyHistogram(); h.add_many([0.1, 0.2, 0.3]); h.count
         3
         """
-        add = self.add
-        for value in values:
-            add(value)
+        # One pass of comprehensions instead of a method call per value: this runs once per
+        # chunk in the runtime's hot path, for up to a thousand values.
+        vals = [v for v in values if v == v]  # NaN has no bucket
+        if not vals:
+            return
+        low = min(vals)
+        if low < 0.0:
+            vals = [v if v >= 0.0 else 0.0 for v in vals]
+            low = 0.0
+        log2, floor, scale, base, top = math.log2, math.floor, _SCALE, _LOG2_MIN, N_BUCKETS - 1
+        indexes = [
+            UNDERFLOW if not v >= MIN_SECONDS else OVERFLOW if v >= MAX_SECONDS
+            else min(max(floor((log2(v) - base) * scale), 0), top)
+            for v in vals
+        ]
+        counts = self._counts
+        for index, n in Counter(indexes).items():
+            counts[index] = counts.get(index, 0) + n
+        self._count += len(vals)
+        self._sum += sum(vals)
+        high = max(vals)
+        if low < self._min:
+            self._min = low
+        if high > self._max:
+            self._max = high
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add every count of ``other`` into this histogram (exact).
