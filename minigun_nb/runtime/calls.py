@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import GeneratorType
 from typing import Any
 
 from ..core.graph import StageSpec
@@ -33,6 +34,9 @@ class ErrorRecord:
     worker: str
     time: float
     exc: BaseException | None = None
+    #: False for a failure that concerns no item (a producer, setup, teardown, ``items=``);
+    #: ``result.failed_items()`` leaves those out, so a re-drive never feeds a None
+    has_item: bool = True
 
     def row(self) -> dict[str, Any]:
         import datetime
@@ -56,7 +60,8 @@ class ErrorRecord:
         }
 
 
-def error_record(stage: str, item: Any, exc: BaseException, attempts: int) -> ErrorRecord:
+def error_record(stage: str, item: Any, exc: BaseException, attempts: int,
+                 has_item: bool = True) -> ErrorRecord:
     return ErrorRecord(
         stage=stage,
         item=item,
@@ -67,6 +72,7 @@ def error_record(stage: str, item: Any, exc: BaseException, attempts: int) -> Er
         worker=f"{threading.current_thread().name} pid={os.getpid()}",
         time=time.time(),
         exc=exc,
+        has_item=has_item,
     )
 
 
@@ -100,6 +106,10 @@ def bind(
     return lambda: fn(**kwargs)
 
 
+def _replay(items: list[Any]) -> Any:
+    yield from items
+
+
 class TimeoutCaller:
     """Run calls on a helper thread so a per-item ``timeout`` can give up on them.
 
@@ -121,7 +131,12 @@ class TimeoutCaller:
                     return
                 call, arg, box, done = job
                 try:
-                    box.append((True, call(arg)))
+                    r = call(arg)
+                    if type(r) is GeneratorType:
+                        # a generator does its work while iterated: iterate it here, under
+                        # the timeout, and hand the worker a generator over the results
+                        r = _replay(list(r))
+                    box.append((True, r))
                 except BaseException as exc:  # noqa: BLE001 - handed back to the worker
                     box.append((False, exc))
                 done.set()

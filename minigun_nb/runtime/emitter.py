@@ -1,9 +1,11 @@
 """Where a worker's emissions go: fan-out policies, terminal outputs, dynamic routes.
 
 Each worker owns one Emitter, so buffering needs no lock. Static emissions are buffered per
-target and delivered as chunks (at the end of each input chunk, when a buffer is full, or at
-once when the target has idle workers); dynamic emissions are kept per item and delivered when
-the item succeeds, so a failed or retried item never leaves half its outputs behind.
+target and delivered as chunks (at the end of each input chunk, or once a buffer is full and
+the item that filled it has ended); dynamic emissions are kept per item and delivered when the
+item succeeds. A failed or retried item therefore leaves nothing behind: what it emitted is
+withdrawn from the buffers (only an item emitting more than ``hold`` items at once can have
+had a full buffer leave before it failed).
 """
 
 from __future__ import annotations
@@ -48,16 +50,34 @@ class Emitter:
         self.run = st.run
         self.targets = st.targets  # downstream StageRuns
         self.max_put = st.max_put
-        self.count = 0  # emissions so far (items_out)
+        # a full buffer is delivered at once, unless an item is still emitting into it: the
+        # worker loop raises ``hold`` so one item's emissions leave together after it ends
+        # (``due`` says a buffer is full) and a failed item can take them back
+        self.hold = st.max_put
+        self.due = False
+        self.count = 0  # emissions so far (items_out): static ones, dynamic ones once delivered
+        self.flushes = 0  # static deliveries so far (did a buffer leave during this item?)
+        self.reported = 0  # emissions already published (producers report as they go)
         policy = st.spec.options["route"]
         self.copy = bool(st.spec.options["copy"])
-        self.out: list[Any] = []  # broadcast / terminal buffer
+        # the broadcast / terminal buffer; under a load-balancing policy the items wait in
+        # ``per`` and ``out`` records the target of each, in order, so a failed item's
+        # emissions are withdrawn the same way in both modes
+        self.out: list[Any] = []
         self.per: dict[str, list[Any]] = {}
         self.dyn: list[tuple[tuple[StageRun, ...], Any]] = []
-        self._pick: Callable[[Any], StageRun] | None = None
+        self.pick: Callable[[Any], StageRun] | None = None
+        self.limit: dict[str, int] = {}  # per target: buffered items that trigger a flush
         if len(self.targets) > 1 and policy != "broadcast":
-            self._pick = self._make_policy(policy)
             self.per = {t.path: [] for t in self.targets}
+            # least_loaded decides on loads it can see, so it delivers as soon as a target
+            # has enough for its workers; a whole chunk would otherwise be split evenly
+            # before any load moved (a stuck target taking half of it)
+            self.limit = {
+                t.path: min(self.max_put, t.workers) if policy == "least_loaded" else self.max_put
+                for t in self.targets
+            }
+            self.pick = self._make_policy(policy)
 
     # -- policies --------------------------------------------------------------------------
     def _make_policy(self, policy: Any) -> Callable[[Any], StageRun]:
@@ -68,7 +88,8 @@ class Emitter:
             cycle = itertools.cycle(targets)
             return lambda item: next(cycle)
         if policy == "least_loaded":
-            return lambda item: min(targets, key=lambda t: t.load())
+            per = self.per  # what this worker holds back counts too, or a whole chunk
+            return lambda item: min(targets, key=lambda t: t.load() + len(per[t.path]))
         if isinstance(policy, dict):
             seq = itertools.cycle(
                 [by_name.get(k) or by_path[self.run.resolve(self.st, k)[0]]
@@ -93,16 +114,22 @@ class Emitter:
     def emit(self, item: Any) -> None:
         """One static emission (return value, yield, ``output.emit``)."""
         self.count += 1
-        if self._pick is None:
+        if self.pick is None:
             out = self.out
             out.append(item)
             if len(out) >= self.max_put:
-                self.flush()
+                self.due = True
+                if len(out) >= self.hold:
+                    self.flush()
         else:
-            buf = self.per[self._pick(item).path]
+            path = self.pick(item).path
+            buf = self.per[path]
             buf.append(item)
-            if len(buf) >= self.max_put:
-                self.flush()
+            self.out.append(path)
+            if len(buf) >= self.limit[path]:
+                self.due = True
+                if len(self.out) >= self.hold:
+                    self.flush()
 
     def send(self, name: str, item: Any) -> None:
         """One dynamic emission (``output.to(name)``, ``yield mg.to(name, item)``)."""
@@ -110,7 +137,6 @@ class Emitter:
             targets = self.run.resolve(self.st, name)
         except UnknownStageError as exc:
             raise RoutingError(str(exc)) from None
-        self.count += 1
         self.dyn.append((tuple(self.run.stages[p] for p in targets), item))
 
     def emit_value(self, value: Any) -> None:
@@ -122,19 +148,31 @@ class Emitter:
     def hungry(self) -> bool:
         return any(t.channel is not None and t.channel.hungry for t in self.targets)
 
-    def discard_item_emissions(self, mark: int, mark_count: int) -> None:
-        """Forget what a failed attempt emitted (only possible while it is still buffered)."""
-        del self.out[mark:]
+    def discard_item_emissions(self, mark: int, mark_flushes: int) -> None:
+        """Withdraw what the current item emitted since ``mark`` (``len(out)`` when it
+        started) and is still buffered: a failed item, or an attempt about to be retried,
+        leaves nothing behind unless a full buffer already left mid-item."""
         self.dyn.clear()
-        self.count = mark_count
+        if self.flushes != mark_flushes:
+            mark = 0  # the buffer was delivered during this item: all that is left is its own
+        gone = self.out[mark:]
+        if not gone:
+            return
+        if self.pick is not None:
+            for path in reversed(gone):
+                self.per[path].pop()
+        del self.out[mark:]
+        self.count -= len(gone)
 
     # -- delivering ------------------------------------------------------------------------
     def flush_dynamic(self) -> None:
         """Deliver the current item's dynamic emissions; RoutingError if one cannot land."""
         dyn, self.dyn = self.dyn, []
         for targets, item in dyn:
+            self.count += 1  # counted once delivered, whatever the number of targets
             for t in targets:
                 if not self.run.deliver(self.st, t, [item], dynamic=True):
+                    self.count -= 1
                     raise RoutingError(
                         f"cannot route to {t.path!r}: stage already finished (declare it in "
                         f"routes=[...] of {self.st.path!r}, or make it dynamic=True, so it "
@@ -143,10 +181,12 @@ class Emitter:
 
     def flush(self) -> None:
         """Deliver every buffered static emission."""
-        if self._pick is None:
+        self.due = False
+        if self.pick is None:
             if not self.out:
                 return
             items, self.out = self.out, []
+            self.flushes += 1
             if not self.targets:
                 self.run.collect(self.st, items)
                 return
@@ -155,6 +195,10 @@ class Emitter:
                 batch = copy_module.deepcopy(items) if self.copy and i < last else items
                 self.run.deliver(self.st, t, batch)
             return
+        if not self.out:
+            return
+        self.out = []
+        self.flushes += 1
         for path, buf in self.per.items():
             if buf:
                 self.per[path] = []

@@ -113,8 +113,55 @@ def _supervise(handle: RunHandle, run: Run, pipe: Pipeline) -> None:
         handle._finished.set()
 
 
+class _DeferredInterrupt:
+    """Hold back Ctrl-C while a run's threads start, so it never lands half-way.
+
+    A KeyboardInterrupt between the first stage thread and the supervisor would leave
+    stages running with nobody to drain them. Only the main thread can swap the SIGINT
+    handler; elsewhere (a run started from a thread) nothing is deferred.
+    """
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._installed = False
+        self._saved: Any = None
+
+    def __enter__(self) -> _DeferredInterrupt:
+        import signal
+
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._saved = signal.signal(signal.SIGINT, self._note)
+                self._installed = True
+            except (ValueError, OSError):  # not the main interpreter, or no signals here
+                pass
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.hit = True
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self._installed:
+            # None: the previous handler was not set from Python; Python's own is the best bet
+            saved = self._saved if self._saved is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, saved)
+
+
 def start(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = ()) -> RunHandle:
-    """Resolve, check and start a run of ``pipe``; return its RunHandle at once."""
+    """Resolve, check and start a run of ``pipe``; return its RunHandle at once.
+
+    A Ctrl-C while the run starts drains it and is raised once it is fully started.
+    """
+    handle, interrupted = _start(pipe, items, observers)
+    if interrupted:
+        handle.stop(drain=True)
+        raise KeyboardInterrupt
+    return handle
+
+
+def _start(pipe: Pipeline, items: Any, observers: Iterable[Any]) -> tuple[RunHandle, bool]:
     graph = resolve(pipe)
     if graph.entries and items is None:
         names = ", ".join(repr(p) for p in graph.entries)
@@ -139,21 +186,24 @@ def start(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = ()) -> R
     handle = RunHandle(run)
     for _pp, hook in graph.hooks.get("before_run", ()):
         hook()
-    pipe._running += 1
-    try:
-        run.start()
-    except BaseException:
-        pipe._running -= 1
-        raise
-    threading.Thread(target=_supervise, args=(handle, run, pipe), daemon=True,
-                     name=f"mg-{graph.name}-supervisor").start()
-    return handle
+    with _DeferredInterrupt() as deferred:
+        pipe._running += 1
+        try:
+            run.start()
+        except BaseException:
+            pipe._running -= 1
+            raise
+        threading.Thread(target=_supervise, args=(handle, run, pipe), daemon=True,
+                         name=f"mg-{graph.name}-supervisor").start()
+    return handle, deferred.hit
 
 
 def run(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = ()) -> RunResult:
     """Run ``pipe`` to the end. The first Ctrl-C drains, a second one cancels."""
-    handle = start(pipe, items=items, observers=observers)
+    handle, interrupted = _start(pipe, items, observers)
     try:
+        if interrupted:
+            raise KeyboardInterrupt  # pressed while the run started: the first Ctrl-C
         return handle.wait()
     except KeyboardInterrupt:
         handle.stop(drain=True)

@@ -96,7 +96,8 @@ class RunResult:
         """
         return [
             e.item for e in self._errors
-            if stage is None or e.stage == stage or e.stage.rsplit("/", 1)[-1] == stage
+            if e.has_item
+            and (stage is None or e.stage == stage or e.stage.rsplit("/", 1)[-1] == stage)
         ]
 
     def to_frame(self) -> pd.DataFrame:

@@ -267,8 +267,8 @@ class Run:
         self.publish(ItemsCancelled(st.path, len(items), len(items) if queued else 0))
 
     def record_error(self, st: StageRun, item: Any, exc: BaseException, attempts: int,
-                     count: int = 1) -> None:
-        rec = error_record(st.path, item, exc, attempts)
+                     count: int = 1, *, has_item: bool = True) -> None:
+        rec = error_record(st.path, item, exc, attempts, has_item)
         with self.lock:
             self.errors.append(rec)
         log.warning("item failed in %s: %s: %s", st.path, rec.exc_type, rec.message,
@@ -332,7 +332,7 @@ class Run:
                 for e in entries:
                     self.deliver(src, e, buf)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - a failing iterable is like a failing producer
-            rec = error_record("<items>", None, exc, 1)
+            rec = error_record("<items>", None, exc, 1, has_item=False)
             with self.lock:
                 self.errors.append(rec)
         finally:

@@ -7,6 +7,7 @@ accumulators: one thread in the kernel, flushing on size, time or end of stream)
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import threading
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.graph import StageSpec
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
-from .calls import TimeoutCaller, backoff_delay, bind
+from .calls import TimeoutCaller, backoff_delay, bind, wants
 from .channel import Channel
 from .emit import Output, Routed
 from .emitter import Emitter
+from .fastpath import fast_eligible, produce, report_emissions, run_chunk
 
 if TYPE_CHECKING:
     from .run import Run
@@ -32,7 +34,58 @@ perf = time.perf_counter
 #: enough that a slow stage shares its queue fairly between workers
 TARGET_CHUNK_SECONDS = 0.002
 MAX_CHUNK = 1000
+#: items faster than this have their latency measured in one chunk out of SAMPLE_EVERY
+FAST_ITEM = 20e-6
+SAMPLE_EVERY = 8
 _NOT_ITERATED = (str, bytes, bytearray, dict)
+
+
+def _emit_now(st: StageRun, em: Emitter, item: Any) -> None:
+    """A producer's ``output.emit``: one call may run for the whole stream, so an item is
+    handed over at once unless every downstream already has work queued."""
+    flushes = em.flushes
+    em.emit(item)
+    if em.out and any(t.channel is not None and (t.channel.hungry or not len(t.channel))
+                      for t in em.targets):
+        em.flush()
+    if em.flushes != flushes:
+        report_emissions(st, em, 0.0)
+
+
+def _send_now(st: StageRun, em: Emitter, name: str, item: Any) -> None:
+    """A producer's ``output.to(name).emit``: delivered at once (no item to wait for)."""
+    em.send(name, item)
+    em.flush_dynamic()
+    report_emissions(st, em, 0.0)
+
+
+def _produce_each(st: StageRun, em: Emitter, items: Any) -> None:
+    """A producer with a load-balancing route: every item is routed by the policy."""
+    run = st.run
+    for value in items:
+        em.emit_value(value)
+        if em.dyn:
+            em.flush_dynamic()
+        if em.due or em.hungry():
+            em.flush()
+            report_emissions(st, em, 0.0)
+        if run.stopping:
+            break
+    em.flush()
+
+
+def _until_error(items: Any, failure: list[BaseException]) -> Any:
+    """Iterate ``items``; an exception ends the iteration and is kept in ``failure``."""
+    try:
+        yield from items
+    except Exception as exc:  # noqa: BLE001 - re-raised by the producer loop
+        failure.append(exc)
+
+
+def _yields(fn: Any) -> bool:
+    """True for a generator function (or an instance whose ``__call__`` is one)."""
+    return inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(
+        getattr(fn, "__call__", None))  # noqa: B004 - instances need __call__
 
 
 class StageRun:
@@ -151,53 +204,52 @@ class StageRun:
             try:
                 teardown(**resources)
             except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
-                self.run.record_error(self, None, exc, 1)
+                self.run.record_error(self, None, exc, 1, has_item=False)
 
     # -- producer --------------------------------------------------------------------------
     def _producer_loop(self, index: int) -> None:
-        run = self.run
         em = Emitter(self)
         resources: dict[str, Any] = {}
-        reported = 0
         try:
             resources = self.setup()
-            output = Output(em.emit, em.send)
+            output = Output(partial(_emit_now, self, em), partial(_send_now, self, em))
             call = bind(self.spec.stage.fn, resources, output, item_param=False)
-            t0 = perf()
             result = call()
             if result is not None:
                 if isinstance(result, Routed):
                     result = [result]
                 elif isinstance(result, _NOT_ITERATED) or not hasattr(result, "__iter__"):
                     result = [result]  # one item, not its characters or keys
-                hungry = em.hungry
-                for value in result:
-                    em.emit_value(value)
-                    if em.dyn:
-                        em.flush_dynamic()
-                    if em.out and hungry():
-                        em.flush()
-                    if run.stopping:
-                        break
-                    if em.count - reported >= MAX_CHUNK:
-                        em.flush()
-                        run.publish(ChunkProcessed(self.path, 0, 0, 0, em.count - reported, 0,
-                                                   perf() - t0))
-                        reported, t0 = em.count, perf()
+                failure: list[BaseException] = []
+                # produce() moves runs of items straight into the broadcast buffer, so a
+                # load-balancing route sends each item through its policy instead
+                loop = produce if em.pick is None else _produce_each
+                if isinstance(result, (list, tuple, range)):
+                    loop(self, em, result)
+                else:
+                    # produce() pulls items in runs; an iterator that raises mid-run must not
+                    # take the items it already yielded in that run down with it
+                    loop(self, em, _until_error(result, failure))
                 if isinstance(result, GeneratorType):
                     result.close()  # a draining stop: run the generator's finally blocks
+                if failure:
+                    raise failure[0]
+            if em.dyn:
+                em.flush_dynamic()
             em.flush()
-            self.status = "done"
+            if not self.run.stopping:
+                self.status = "done"  # else stage_finished says "stopped" or "cancelled"
         except Exception as exc:  # noqa: BLE001 - a failing producer is an error row
             try:
                 em.dyn.clear()
                 em.flush()  # what it produced before failing still flows
             finally:
                 self.status = "failed"
-                self.run.record_error(self, None, exc, 1)
+                self.run.record_error(self, None, exc, 1, has_item=False)
+                # the failure counter moves with the error row (item None, items_in stays 0)
+                self.run.publish(ChunkProcessed(self.path, 0, 1, 0, 0, 0, 0.0))
         finally:
-            if em.count - reported:
-                run.publish(ChunkProcessed(self.path, 0, 0, 0, em.count - reported, 0, 0.0))
+            report_emissions(self, em, 0.0)
             self.teardown(resources)
 
     # -- worker stage ----------------------------------------------------------------------
@@ -210,7 +262,7 @@ class StageRun:
         try:
             resources = self.setup()
         except Exception as exc:  # noqa: BLE001 - no worker without its resources
-            run.record_error(self, None, exc, 1)
+            run.record_error(self, None, exc, 1, has_item=False)
             self.status = "failed"
             self.cancel_remaining(ch)
             return
@@ -222,9 +274,14 @@ class StageRun:
         timer = TimeoutCaller(f"mg-{self.path}") if timeout else None
         emit_value = em.emit_value
         path = self.path
+        # a generator that fails half-way must take back what it yielded: the general loop
+        fast = fast_eligible(self, em, wants(spec.stage.fn)[0]) and not _yields(spec.stage.fn)
+        sampled = 0
         ordered = self.ordered
         if ordered:
-            em.max_put = 1 << 62  # hold a chunk's outputs until its turn
+            em.max_put = em.hold = 1 << 62  # hold a chunk's outputs until its turn
+        else:
+            em.hold = max(em.max_put, MAX_CHUNK)  # see Emitter.hold
         try:
             while not run.cancelled:
                 if ordered:
@@ -241,52 +298,63 @@ class StageRun:
                     self.in_hand += n
                 run.publish(ItemsTaken(path, n))
                 done = failed = filtered = retried = 0
-                lat: list[float] = []
-                start = t_prev = perf()
+                start = perf()
                 before = em.count
-                processed = 0
-                for item in chunk:
-                    if run.cancelled:
-                        break
-                    processed += 1
-                    mark, mark_count = len(em.out), em.count
-                    attempt = 1
-                    while True:
-                        try:
-                            if timer is not None:
-                                r = timer.call(call, item, timeout)
-                            else:
-                                r = call(item)
-                            if r is not None:
-                                if type(r) is GeneratorType:
-                                    for v in r:
-                                        emit_value(v)
+                if fast:
+                    processed = n
+                    # Latency of very fast items is sampled one chunk in SAMPLE_EVERY: the
+                    # clock read would otherwise cost as much as the work itself.
+                    sampled += 1
+                    timed = track and (self.per_item > FAST_ITEM or sampled % SAMPLE_EVERY == 1)
+                    done, failed, filtered, lat = run_chunk(self, em, call, chunk, timed)
+                else:
+                    lat: list[float] = []
+                    t_prev = start
+                    processed = 0
+                    for item in chunk:
+                        if run.cancelled:
+                            break
+                        processed += 1
+                        mark, mark_count, mark_flushes = len(em.out), em.count, em.flushes
+                        attempt = 1
+                        while True:
+                            try:
+                                if timer is not None:
+                                    r = timer.call(call, item, timeout)
                                 else:
-                                    emit_value(r)
-                            if em.dyn:
-                                em.flush_dynamic()
-                            done += 1
-                            if em.count == mark_count:
-                                filtered += 1
-                            break
-                        except Exception as exc:  # noqa: BLE001 - an item error, recorded
-                            if (attempt <= retries and isinstance(exc, spec.options["retry_on"])
-                                    and not run.cancelled):
-                                em.discard_item_emissions(mark, mark_count)
-                                retried += 1
-                                delay = backoff_delay(spec, attempt)
-                                attempt += 1
-                                if delay:
-                                    time.sleep(delay)
-                                continue
-                            em.dyn.clear()
-                            failed += 1
-                            run.record_error(self, item, exc, attempt)
-                            break
-                    if track:
-                        t = perf()
-                        lat.append(t - t_prev)
-                        t_prev = t
+                                    r = call(item)
+                                if r is not None:
+                                    if type(r) is GeneratorType:
+                                        for v in r:
+                                            emit_value(v)
+                                    else:
+                                        emit_value(r)
+                                if em.dyn:
+                                    em.flush_dynamic()
+                                done += 1
+                                if em.count == mark_count:
+                                    filtered += 1
+                                break
+                            except Exception as exc:  # noqa: BLE001 - an item error, recorded
+                                if (attempt <= retries and isinstance(exc, spec.options["retry_on"])
+                                        and not run.cancelled):
+                                    em.discard_item_emissions(mark, mark_flushes)
+                                    retried += 1
+                                    delay = backoff_delay(spec, attempt)
+                                    attempt += 1
+                                    if delay:
+                                        time.sleep(delay)
+                                    continue
+                                em.discard_item_emissions(mark, mark_flushes)
+                                failed += 1
+                                run.record_error(self, item, exc, attempt)
+                                break
+                        if em.due:
+                            em.flush()
+                        if track:
+                            t = perf()
+                            lat.append(t - t_prev)
+                            t_prev = t
                 elapsed = perf() - start
                 if ordered:
                     self._flush_in_turn(em, seq)

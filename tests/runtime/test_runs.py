@@ -1,0 +1,413 @@
+"""Runs: RunResult, RunHandle, stopping (drain and cancel), Ctrl-C, locking, re-running."""
+
+from __future__ import annotations
+
+import _thread
+import itertools
+import json
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+import minigun_nb as mg
+from minigun_nb.observe.events import ItemsCancelled, RunStarted
+from minigun_nb.runtime.handle import run as run_with_observers
+
+from ._helpers import assert_conserved
+
+pytestmark = pytest.mark.timeout(30)
+
+STATS_COLUMNS = [
+    "kind", "backend", "workers", "status", "items_in", "items_out", "done", "filtered",
+    "failed", "cancelled", "retried", "in_flight", "queue_depth", "queue_size", "busy",
+    "throughput", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "started", "finished", "elapsed_s",
+]
+ERROR_COLUMNS = ["stage", "item", "item_repr", "exc_type", "message", "traceback", "attempts",
+                 "worker", "time"]
+
+
+def etl() -> mg.Pipeline:
+    pipe = mg.Pipeline("etl")
+
+    @pipe.producer
+    def numbers():
+        yield from range(20)
+
+    @pipe.processor(workers=2)
+    def parse(x):
+        if x == 13:
+            raise ValueError("unlucky")
+        return {"x": x, "square": x * x}
+
+    @pipe.processor
+    def keep_even(row):
+        return row if row["x"] % 2 == 0 else None
+
+    return pipe
+
+
+# -- RunResult ---------------------------------------------------------------------------
+
+
+def test_run_returns_a_result_with_outputs_and_frames():
+    result = etl().run(display="none")
+    expected = [{"x": x, "square": x * x} for x in range(0, 20, 2)]
+    assert sorted(result.outputs, key=lambda r: r["x"]) == expected
+    assert list(result.outputs_by_stage) == ["keep_even"]
+    frame = result.to_frame().sort_values("x").reset_index(drop=True)
+    assert frame.equals(pd.DataFrame(expected))
+    assert result.ok and not result.stopped and result.status == "done"
+
+
+def test_to_frame_of_plain_items_is_one_output_column():
+    result = mg.Pipeline([mg.processor(lambda x: x * 2, name="double")]).run(
+        items=[1, 2], display="none")
+    assert sorted(result.to_frame()["output"]) == [2, 4]
+
+
+def test_stats_and_errors_have_exactly_the_spec_columns():
+    result = etl().run(display="none")
+    assert list(result.stats.columns) == STATS_COLUMNS
+    assert list(result.stats.index) == ["numbers", "parse", "keep_even"]
+    assert list(result.errors.columns) == ERROR_COLUMNS
+    row = result.errors.iloc[0]
+    assert (row["stage"], row["item"], row["item_repr"]) == ("parse", 13, "13")
+    assert (row["exc_type"], row["message"], row["attempts"]) == ("ValueError", "unlucky", 1)
+    assert "raise ValueError" in row["traceback"]
+    assert "pid=" in row["worker"]
+    assert isinstance(row["time"], pd.Timestamp)
+    empty = mg.Pipeline([mg.processor(abs)]).run(items=[1], display="none").errors
+    assert list(empty.columns) == ERROR_COLUMNS and empty.empty
+
+
+def test_summary_and_json():
+    result = etl().run(display="none")
+    text = result.summary()
+    assert isinstance(text, str)
+    for path in ("numbers", "parse", "keep_even"):
+        assert path in text
+    assert "1 error" in text
+    data = json.loads(result.to_json())
+    assert data["status"] == "done" and data["ok"] is True
+    assert data["errors"][0]["stage"] == "parse"
+    assert "parse" in json.dumps(data)
+    assert "RunResult" in repr(result)
+
+
+def test_bottleneck_and_hint_name_the_slow_stage():
+    pipe = mg.Pipeline("slowpoke")
+    pipe.producer(lambda: range(60), name="gen")
+    pipe.processor(lambda x: x, name="fast")
+
+    @pipe.processor(queue_size=5)
+    def slow(x):
+        time.sleep(0.002)
+        return x
+
+    result = pipe.run(display="none")
+    assert result.bottleneck == "slow"
+    assert "`slow` is the bottleneck" in result.hint
+    assert "workers=2" in result.hint
+
+
+def test_items_given_as_a_dataframe_travel_in_row_chunks():
+    df = pd.DataFrame({"a": range(2500), "b": [str(i) for i in range(2500)]})
+    result = mg.Pipeline([mg.processor(lambda frame: frame, name="same")]).run(
+        items=df, display="none")
+    assert all(isinstance(chunk, pd.DataFrame) for chunk in result.outputs)
+    assert result.to_frame().sort_index().equals(df)
+
+
+def test_max_outputs_caps_what_is_kept():
+    pipe = mg.Pipeline([mg.processor(lambda x: x, name="same")], max_outputs=10)
+    result = pipe.run(items=range(100), display="none")
+    assert len(result.outputs) == 10 and result.outputs_dropped == 90
+    assert result.stats.loc["same", "items_out"] == 100
+
+
+# -- RunHandle ---------------------------------------------------------------------------
+
+
+def gated_pipeline(gate: threading.Event, entered: threading.Event, n=100, workers=2):
+    pipe = mg.Pipeline("gated")
+    pipe.producer(lambda: range(n), name="gen")
+
+    @pipe.processor(workers=workers)
+    def work(x):
+        entered.set()
+        gate.wait(10)
+        return x
+
+    pipe.processor(lambda x: x, name="after")
+    return pipe
+
+
+def test_start_returns_a_handle_with_live_stats():
+    gate, entered = threading.Event(), threading.Event()
+    handle = gated_pipeline(gate, entered).start(display="none")
+    try:
+        assert entered.wait(10)
+        assert not handle.done
+        with pytest.raises(RuntimeError):
+            handle.result()
+        live = handle.stats
+        assert list(live.columns) == STATS_COLUMNS
+        assert live.loc["work", "status"] == "running"
+        deadline = time.monotonic() + 10
+        while handle.stats.loc["work", "items_in"] < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handle.stats.loc["work", "in_flight"] == 100  # queued or held, none done
+    finally:
+        gate.set()
+    result = handle.wait(timeout=10)
+    assert handle.done and handle.result() is result
+    assert sorted(result.outputs) == list(range(100))
+    assert_conserved(result)
+
+
+def test_stop_drain_lets_in_flight_items_finish():
+    lock = threading.Lock()
+    started, finished = [], []
+    producer_closed = threading.Event()
+
+    pipe = mg.Pipeline("endless")
+
+    @pipe.producer
+    def forever():
+        try:
+            yield from itertools.count()
+        finally:
+            producer_closed.set()
+
+    @pipe.processor(workers=3, queue_size=30)
+    def work(x):
+        with lock:
+            started.append(x)
+        time.sleep(0.001)
+        with lock:
+            finished.append(x)
+        return x
+
+    handle = pipe.start(display="none")
+    while True:
+        with lock:
+            if len(finished) >= 50:
+                break
+        time.sleep(0.001)
+    handle.stop()  # drain=True
+    result = handle.wait(timeout=20)
+    assert result.stopped and result.status == "stopped" and result.ok
+    assert producer_closed.is_set()  # the generator's finally ran
+    assert sorted(started) == sorted(finished)  # every item that started finished
+    assert sorted(result.outputs) == sorted(finished)
+    stats = result.stats.loc["work"]
+    assert stats.cancelled == 0 and stats.done == stats.items_in == len(finished)
+    assert result.stats.loc["forever", "status"] == "stopped"
+    assert_conserved(result)
+
+
+def test_stop_without_drain_cancels_and_loses_nothing():
+    gate, entered = threading.Event(), threading.Event()
+    handle = gated_pipeline(gate, entered, n=100, workers=2).start(display="none")
+    assert entered.wait(10)
+    deadline = time.monotonic() + 10
+    while handle.stats.loc["work", "items_in"] < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    handle.stop(drain=False)
+    gate.set()
+    result = handle.wait(timeout=10)
+    assert result.stopped and not result.ok and result.status == "cancelled"
+    work = result.stats.loc["work"]
+    assert work.items_in == 100
+    assert work.cancelled > 0
+    assert work.done + work.failed + work.cancelled == work.items_in
+    assert_conserved(result)
+    # every item is accounted for: output, or cancelled somewhere on the way
+    assert sorted(result.outputs + result.cancelled_items) == list(range(100))
+
+
+def test_second_run_after_a_cancel_works():
+    gate, entered = threading.Event(), threading.Event()
+    pipe = gated_pipeline(gate, entered, n=10)
+    handle = pipe.start(display="none")
+    assert entered.wait(10)
+    handle.stop(drain=False)
+    gate.set()
+    handle.wait(timeout=10)
+    result = pipe.run(display="none")
+    assert sorted(result.outputs) == list(range(10))
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------
+
+
+class _CancelSeen:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def on_event(self, event):
+        if isinstance(event, ItemsCancelled):
+            self.event.set()
+
+
+def _interruptible(gate, entered, producer_closed):
+    pipe = mg.Pipeline("interrupted")
+
+    @pipe.producer
+    def forever():
+        try:
+            for i in itertools.count():
+                time.sleep(0.001)  # never blocked on a full queue, so it sees the stop soon
+                yield i
+        finally:
+            producer_closed.set()
+
+    @pipe.processor
+    def work(x):
+        entered.set()
+        gate.wait(10)
+        return x
+
+    return pipe
+
+
+def test_keyboard_interrupt_drains_and_returns_the_partial_result():
+    gate, entered, closed = threading.Event(), threading.Event(), threading.Event()
+    pipe = _interruptible(gate, entered, closed)
+
+    def interrupter():
+        entered.wait(10)  # run() is blocked: the stage holds an item until the gate opens
+        _thread.interrupt_main()
+        closed.wait(10)  # the drain has begun: the producer was closed
+        gate.set()
+
+    threading.Thread(target=interrupter, daemon=True).start()
+    result = pipe.run(display="none")
+    assert result.stopped and result.status == "stopped"
+    work = result.stats.loc["work"]
+    assert work.cancelled == 0 and work.done == work.items_in > 0  # the queue drained
+    assert sorted(result.outputs) == list(range(work.done))
+    assert_conserved(result)
+
+
+def test_second_keyboard_interrupt_cancels_and_raises():
+    gate, entered, closed = threading.Event(), threading.Event(), threading.Event()
+    pipe = _interruptible(gate, entered, closed)
+    seen = _CancelSeen()
+    results = []
+    pipe.after_run(results.append)
+
+    def interrupter():
+        entered.wait(10)
+        _thread.interrupt_main()  # first: drain (the gate stays shut, so the drain waits)
+        closed.wait(10)
+        _thread.interrupt_main()  # second: cancel
+        seen.event.wait(10)
+        gate.set()
+
+    threading.Thread(target=interrupter, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_with_observers(pipe, observers=[seen])
+    assert len(results) == 1  # after_run still fired once, with the cancelled result
+    result = results[0]
+    assert result.status == "cancelled" and result.stopped
+    assert result.stats.loc["work", "cancelled"] > 0
+    assert_conserved(result)
+    produced = result.stats.loc["forever", "items_out"]
+    assert sorted(result.outputs + result.cancelled_items) == list(range(produced))
+
+
+class _InterruptOnStart:
+    """Presses Ctrl-C from inside run.start() (RunStarted is published by the main thread)."""
+
+    def on_event(self, event):
+        if isinstance(event, RunStarted):
+            _thread.interrupt_main()
+
+
+def test_keyboard_interrupt_while_the_run_starts_drains_it():
+    gate, entered, closed = threading.Event(), threading.Event(), threading.Event()
+    pipe = _interruptible(gate, entered, closed)
+    gate.set()
+    result = run_with_observers(pipe, observers=[_InterruptOnStart()])
+    assert closed.is_set()
+    assert result.stopped and result.status == "stopped"
+    assert_conserved(result)
+
+
+def test_keyboard_interrupt_while_start_returns_drains_and_raises():
+    gate, entered, closed = threading.Event(), threading.Event(), threading.Event()
+    pipe = _interruptible(gate, entered, closed)
+    gate.set()
+    results = []
+    pipe.after_run(results.append)
+    from minigun_nb.runtime.handle import start
+
+    with pytest.raises(KeyboardInterrupt):
+        start(pipe, observers=[_InterruptOnStart()])
+    assert closed.wait(10)
+    deadline = time.monotonic() + 10
+    while not results and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert results and results[0].status == "stopped"
+    assert pipe._running == 0
+
+
+# -- definitions and re-runs -------------------------------------------------------------
+
+
+def test_definition_is_locked_while_running():
+    gate, entered = threading.Event(), threading.Event()
+    pipe = gated_pipeline(gate, entered, n=3)
+    with pipe.pipeline("inner") as inner:
+        pipe.processor(lambda x: x, name="nested")
+    handle = pipe.start(display="none")
+    try:
+        assert entered.wait(10)
+        with pytest.raises(mg.PipelineRunningError):
+            pipe.processor(lambda x: x, name="late")
+        with pytest.raises(mg.PipelineRunningError):
+            inner.processor(lambda x: x, name="late")
+        with pytest.raises(mg.PipelineRunningError):
+            pipe.before_run(lambda: None)
+    finally:
+        gate.set()
+    handle.wait(timeout=10)
+    pipe.processor(lambda x: x, name="late")  # unlocked once the run ended
+    assert sorted(pipe.run(display="none").outputs) == [0, 1, 2]
+
+
+def _fanned_out() -> mg.Pipeline:
+    pipe = mg.Pipeline("fanned")
+    pipe.producer(lambda: range(25), name="gen", to=["a", "b", "inner"])
+    pipe.processor(lambda x: ("a", x), name="a", to="join")
+    pipe.processor(lambda x: ("b", x), name="b", to="join", workers=2)
+    with pipe.pipeline("inner", to="join"):
+        pipe.processor(lambda x: ("inner", x), name="f")
+    pipe.processor(lambda pair: pair, name="join", workers=3)
+    return pipe
+
+
+def test_rerunning_a_fanned_out_pipeline_gives_the_same_result():
+    """Ruby regression: the second run of a pipeline with fan-out hung (graph mutated)."""
+    pipe = _fanned_out()
+    edges = pipe.edges
+    first = pipe.run(display="none")
+    expected = sorted((k, x) for k in ("a", "b", "inner") for x in range(25))
+    assert sorted(first.outputs) == expected
+    counts = ["items_in", "items_out", "done", "failed", "filtered"]
+    for _ in range(4):
+        again = pipe.run(display="none")
+        assert sorted(again.outputs) == expected
+        assert again.stats[counts].equals(first.stats[counts])
+    assert pipe.edges == edges
+
+
+def test_a_run_restores_the_sigint_handler():
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    mg.Pipeline([mg.processor(abs)]).run(items=[-1], display="none")
+    assert signal.getsignal(signal.SIGINT) is before
