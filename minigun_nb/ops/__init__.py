@@ -8,6 +8,14 @@ from minigun_nb.ops.batching import (
     BatchItemError,
     check_debatch_rows,
     debatch_item,
+    iter_debatch,
 )
 
-__all__ = ["MODES", "BatchItemError", "Batcher", "check_debatch_rows", "debatch_item"]
+__all__ = [
+    "MODES",
+    "BatchItemError",
+    "Batcher",
+    "check_debatch_rows",
+    "debatch_item",
+    "iter_debatch",
+]

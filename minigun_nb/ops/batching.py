@@ -18,6 +18,10 @@ An input item is completed when everything it contributed has been emitted (a
 frame split across two output batches completes when its last row leaves).
 Over any sequence of calls ``sum(completed) + held == accepted adds``; an item
 refused with :class:`BatchItemError` is not accepted and changes nothing.
+
+With ``origins=True`` the batcher also says *which* input items each output
+completed (:attr:`Batcher.last_origins`), so the runtime can turn an output it
+could not deliver into error rows for exactly those inputs.
 """
 
 from __future__ import annotations
@@ -28,10 +32,17 @@ import math
 import numbers
 import sys
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
-__all__ = ["MODES", "BatchItemError", "Batcher", "check_debatch_rows", "debatch_item"]
+__all__ = [
+    "MODES",
+    "BatchItemError",
+    "Batcher",
+    "check_debatch_rows",
+    "debatch_item",
+    "iter_debatch",
+]
 
 #: Known ``Batcher`` modes: ``pipe.batch``, ``pipe.rebatch``, ``@pipe.accumulator``.
 MODES = ("batch", "rebatch", "list")
@@ -116,6 +127,10 @@ class Batcher:
         (and the batcher is unchanged).
     frame : bool
         ``mode="batch"`` only: dict items become DataFrame batches.
+    origins : bool
+        Track, for every output of the latest :meth:`add`, :meth:`flush_due`
+        or :meth:`flush_all` call, the input items it completed (as passed to
+        :meth:`add`), in :attr:`last_origins`.  Off by default.
 
     Raises
     ------
@@ -140,6 +155,7 @@ class Batcher:
         timeout: float | None = None,
         key: Callable[[Any], Hashable] | None = None,
         frame: bool = False,
+        origins: bool = False,
     ) -> None:
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
             raise ValueError(f"size must be an int >= 1, got {size!r}")
@@ -173,6 +189,11 @@ class Batcher:
         # skipped when they surface and the heap is rebuilt if it gets too big.
         self._heap: list[tuple[float, int, Hashable, _Open, _Entry]] = []
         self._seq = itertools.count()
+        self._track = bool(origins)
+        #: with ``origins=True``: one list per output of the latest add/flush call, the input
+        #: items that output completed (``sum(map(len, ...))`` may be less than ``completed``:
+        #: an empty frame completes without any output)
+        self.last_origins: list[list] = []
 
     def __repr__(self) -> str:
         return (
@@ -215,6 +236,8 @@ class Batcher:
         """
         kind, n, columns = self._classify(item)
         k = None if self.key is None else self.key(item)
+        if self._track:
+            self.last_origins = []
         st = self._open.get(k)
         piece = item
         if st is not None:
@@ -265,6 +288,8 @@ class Batcher:
         """
         outputs: list = []
         completed = 0
+        if self._track:
+            self.last_origins = []
         heap = self._heap
         while heap and heap[0][0] <= now:
             row = heapq.heappop(heap)
@@ -282,6 +307,8 @@ class Batcher:
         """Emit every open partial batch (end of stream or a draining stop), oldest first."""
         outputs: list = []
         completed = 0
+        if self._track:
+            self.last_origins = []
         for st in sorted(self._open.values(), key=lambda s: s.entries[0].t):
             out, done = self._take(st, st.rows)
             outputs.append(out)
@@ -385,6 +412,10 @@ class Batcher:
         pieces = []
         done = 0
         remaining = k
+        origins: list | None = None
+        if self._track:
+            origins = []
+            self.last_origins.append(origins)
         while remaining:
             e = entries[0]
             avail = e.stop - e.start
@@ -393,6 +424,8 @@ class Batcher:
                 entries.popleft()
                 done += 1
                 remaining -= avail
+                if origins is not None:
+                    origins.append(e.origin)
             else:
                 stop = e.start + remaining
                 remaining = 0
@@ -472,24 +505,55 @@ def debatch_item(item: Any, rows: str | int = "series") -> list:
     ValueError
         If ``rows`` is invalid.
     """
+    return list(iter_debatch(item, rows))
+
+
+#: ``rows="dict"`` converts this many rows at a time (``to_dict`` is vectorised, but a
+#: whole big frame at once would hold every dict in memory before the first is emitted)
+DICT_ROWS_PER_STEP = 10_000
+
+
+def iter_debatch(item: Any, rows: str | int = "series") -> Iterator[Any]:
+    """:func:`debatch_item`, lazily: the pieces are built as they are iterated.
+
+    The runtime's ``debatch`` stage uses this so that splitting a big frame into
+    many pieces never holds them all at once: the stage emits each piece as it is
+    built, and backpressure from the next stage bounds how many exist.  Invalid
+    input raises at the call, before anything is iterated (same errors as
+    :func:`debatch_item`).
+
+    Examples
+    --------
+    >>> pieces = iter_debatch([1, 2, 3])
+    >>> next(pieces), list(pieces)
+    (1, [2, 3])
+    """
     check_debatch_rows(rows)
     if isinstance(item, (list, tuple)):
-        return list(item)
+        return iter(item)
     if not _is_frame(item):
         raise BatchItemError(f"debatch expects a list, tuple or DataFrame, got {_type_name(item)}")
     n = len(item)
     if n == 0:
-        return []
+        return iter(())
     if rows == "series":
         # A single dtype survives a row; mixed dtypes would be cast to a common one
         # (int -> float), so go through object to keep every value as it is.
         frame = item if item.dtypes.nunique() <= 1 else item.astype(object)
-        return [row for _, row in frame.iterrows()]
+        return (row for _, row in frame.iterrows())
     if rows == "dict":
         if not item.columns.is_unique:
             dup = list(dict.fromkeys(item.columns[item.columns.duplicated()]))
             raise BatchItemError(f"rows='dict' needs unique column names; duplicated: {dup!r}")
-        return item.to_dict(orient="records")
+        if n <= DICT_ROWS_PER_STEP:
+            return iter(item.to_dict(orient="records"))
+        return _dict_rows(item, n)
     if n <= rows:
-        return [item]
-    return [item.iloc[i : i + rows] for i in range(0, n, rows)]
+        return iter((item,))
+    return (item.iloc[i : i + rows] for i in range(0, n, rows))
+
+
+def _dict_rows(item: Any, n: int) -> Iterator[dict]:
+    step = DICT_ROWS_PER_STEP
+    for i in range(0, n, step):
+        yield from item.iloc[i : i + step].to_dict(orient="records")

@@ -8,7 +8,6 @@ delivery) is paid once per chunk. The general loop in :mod:`stagerun` handles wh
 from __future__ import annotations
 
 import time
-from itertools import islice
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
@@ -16,45 +15,12 @@ from ..observe.events import ChunkProcessed
 from .emit import Routed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
     from .emitter import Emitter
     from .stagerun import StageRun
 
 perf = time.perf_counter
-
-#: a producer's pull grows while pulling takes less than this, and shrinks above SLOW_PULL, so
-#: a fast generator moves in big chunks and a slow one hands over every item at once
-FAST_PULL = 0.001
-SLOW_PULL = 0.005
-
-
-def produce(st: StageRun, em: Emitter, result: Iterable[Any]) -> None:
-    """Iterate a producer's items in adaptive runs and deliver each run as one chunk."""
-    run = st.run
-    it = iter(result)
-    k = 1
-    while not run.stopping:
-        t = perf()
-        chunk = list(islice(it, k))
-        dt = perf() - t
-        if not chunk:
-            break
-        if Routed in set(map(type, chunk)):
-            for v in chunk:
-                em.emit_value(v)
-            if em.dyn:
-                em.flush_dynamic()
-        else:
-            em.count += len(chunk)
-            em.out.extend(chunk)
-        em.flush()
-        report_emissions(st, em, dt)
-        if dt < FAST_PULL:
-            k = min(em.max_put, k * 2)
-        elif dt > SLOW_PULL and k > 1:
-            k //= 2
-
 
 def report_emissions(st: StageRun, em: Emitter, busy_s: float) -> None:
     """Publish a producer's emissions not yet reported (``em.reported`` marks the last)."""

@@ -20,9 +20,9 @@ from ..core.graph import StageSpec
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
 from .calls import TimeoutCaller, backoff_delay, bind, wants
 from .channel import Channel
-from .emit import Output, Routed
+from .emit import Output
 from .emitter import Emitter
-from .fastpath import fast_eligible, produce, report_emissions, run_chunk
+from .fastpath import fast_eligible, run_chunk
 
 if TYPE_CHECKING:
     from .run import Run
@@ -38,48 +38,6 @@ MAX_CHUNK = 1000
 FAST_ITEM = 20e-6
 SAMPLE_EVERY = 8
 _NOT_ITERATED = (str, bytes, bytearray, dict)
-
-
-def _emit_now(st: StageRun, em: Emitter, item: Any) -> None:
-    """A producer's ``output.emit``: one call may run for the whole stream, so an item is
-    handed over at once unless every downstream already has work queued."""
-    flushes = em.flushes
-    em.emit(item)
-    if em.out and any(t.channel is not None and (t.channel.hungry or not len(t.channel))
-                      for t in em.targets):
-        em.flush()
-    if em.flushes != flushes:
-        report_emissions(st, em, 0.0)
-
-
-def _send_now(st: StageRun, em: Emitter, name: str, item: Any) -> None:
-    """A producer's ``output.to(name).emit``: delivered at once (no item to wait for)."""
-    em.send(name, item)
-    em.flush_dynamic()
-    report_emissions(st, em, 0.0)
-
-
-def _produce_each(st: StageRun, em: Emitter, items: Any) -> None:
-    """A producer with a load-balancing route: every item is routed by the policy."""
-    run = st.run
-    for value in items:
-        em.emit_value(value)
-        if em.dyn:
-            em.flush_dynamic()
-        if em.due or em.hungry():
-            em.flush()
-            report_emissions(st, em, 0.0)
-        if run.stopping:
-            break
-    em.flush()
-
-
-def _until_error(items: Any, failure: list[BaseException]) -> Any:
-    """Iterate ``items``; an exception ends the iteration and is kept in ``failure``."""
-    try:
-        yield from items
-    except Exception as exc:  # noqa: BLE001 - re-raised by the producer loop
-        failure.append(exc)
 
 
 def _yields(fn: Any) -> bool:
@@ -146,7 +104,9 @@ class StageRun:
         backend = self.spec.options["backend"]
         count = 1
         if self.kind == "producer":
-            loop = self._producer_loop
+            from .producer import producer_loop
+
+            loop = partial(producer_loop, self)
         elif self.kind in ("batch", "debatch", "rebatch", "accumulator"):
             from .operators import operator_loop
 
@@ -205,52 +165,6 @@ class StageRun:
                 teardown(**resources)
             except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                 self.run.record_error(self, None, exc, 1, has_item=False)
-
-    # -- producer --------------------------------------------------------------------------
-    def _producer_loop(self, index: int) -> None:
-        em = Emitter(self)
-        resources: dict[str, Any] = {}
-        try:
-            resources = self.setup()
-            output = Output(partial(_emit_now, self, em), partial(_send_now, self, em))
-            call = bind(self.spec.stage.fn, resources, output, item_param=False)
-            result = call()
-            if result is not None:
-                if isinstance(result, Routed):
-                    result = [result]
-                elif isinstance(result, _NOT_ITERATED) or not hasattr(result, "__iter__"):
-                    result = [result]  # one item, not its characters or keys
-                failure: list[BaseException] = []
-                # produce() moves runs of items straight into the broadcast buffer, so a
-                # load-balancing route sends each item through its policy instead
-                loop = produce if em.pick is None else _produce_each
-                if isinstance(result, (list, tuple, range)):
-                    loop(self, em, result)
-                else:
-                    # produce() pulls items in runs; an iterator that raises mid-run must not
-                    # take the items it already yielded in that run down with it
-                    loop(self, em, _until_error(result, failure))
-                if isinstance(result, GeneratorType):
-                    result.close()  # a draining stop: run the generator's finally blocks
-                if failure:
-                    raise failure[0]
-            if em.dyn:
-                em.flush_dynamic()
-            em.flush()
-            if not self.run.stopping:
-                self.status = "done"  # else stage_finished says "stopped" or "cancelled"
-        except Exception as exc:  # noqa: BLE001 - a failing producer is an error row
-            try:
-                em.dyn.clear()
-                em.flush()  # what it produced before failing still flows
-            finally:
-                self.status = "failed"
-                self.run.record_error(self, None, exc, 1, has_item=False)
-                # the failure counter moves with the error row (item None, items_in stays 0)
-                self.run.publish(ChunkProcessed(self.path, 0, 1, 0, 0, 0, 0.0))
-        finally:
-            report_emissions(self, em, 0.0)
-            self.teardown(resources)
 
     # -- worker stage ----------------------------------------------------------------------
     def _worker_loop(self, index: int) -> None:

@@ -1,0 +1,150 @@
+"""A producer's loop: the user's generator runs on the producer thread, a courier delivers.
+
+The generator (and ``output.emit`` calls) only append to a local deque; a courier thread takes
+whatever has accumulated and delivers it as one chunk. So a fast generator moves in big chunks
+(the courier gets the GIL at switch intervals) and a slow one hands over every item as soon as
+it is yielded: nothing waits for a chunk to fill, and nothing already yielded is held while the
+generator blocks. The deque is bounded (two chunks): a full one pauses the generator, which is
+how backpressure reaches a producer. The user's code stays on the producer thread, so resources
+from ``setup=`` are used on the thread that made them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from types import GeneratorType
+from typing import TYPE_CHECKING, Any
+
+from ..observe.events import ChunkProcessed
+from .calls import bind
+from .emit import Output, Routed
+from .emitter import Emitter, RoutingError
+
+if TYPE_CHECKING:
+    from .stagerun import StageRun
+
+_NOT_ITERATED = (str, bytes, bytearray, dict)
+
+
+class Courier:
+    """Moves what a producer emits from its thread to the downstream channels."""
+
+    def __init__(self, st: StageRun) -> None:
+        self.st = st
+        self.em = Emitter(st)
+        self.limit = max(1, self.em.max_put)
+        self.queue: deque[Any] = deque()
+        self.cond = threading.Condition()
+        self.courier_waiting = False
+        self.producer_waiting = False
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name=f"mg-{st.run.graph.name}-{st.path}-courier")
+        self.thread.start()
+
+    # -- producer side -----------------------------------------------------------------------
+    def put(self, value: Any) -> None:
+        q = self.queue
+        q.append(value)
+        if self.courier_waiting:
+            self.wake()
+        if len(q) >= 2 * self.limit:
+            self.wait_for_room()
+
+    def wake(self) -> None:
+        # The courier sets its flag before it looks at the queue, so either it sees the new
+        # item or the producer sees the flag (the GIL orders the two). Clearing the flag here
+        # means one notify per wait, not one per item until the courier gets the GIL.
+        with self.cond:
+            self.courier_waiting = False
+            self.cond.notify()
+
+    def wait_for_room(self) -> None:
+        q = self.queue
+        with self.cond:
+            self.producer_waiting = True
+            while len(q) >= self.limit and self.thread.is_alive() and not self.st.run.cancelled:
+                self.cond.wait(0.1)
+            self.producer_waiting = False
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+        self.thread.join()
+
+    # -- courier side ------------------------------------------------------------------------
+    def _run(self) -> None:
+        q, em, st = self.queue, self.em, self.st
+        run = st.run
+        while True:
+            with self.cond:
+                self.courier_waiting = True
+                while not q and not self.closed:
+                    self.cond.wait()
+                self.courier_waiting = False
+                if not q:
+                    return
+            n = min(len(q), self.limit)
+            batch = [q.popleft() for _ in range(n)]
+            if self.producer_waiting:
+                with self.cond:
+                    self.cond.notify_all()
+            if em.pick is None and Routed not in set(map(type, batch)):
+                em.count += n
+                em.out.extend(batch)
+            else:
+                for value in batch:
+                    try:
+                        em.emit_value(value)
+                        if em.dyn:
+                            em.flush_dynamic()
+                    except RoutingError as exc:  # an emission that cannot land: an error row
+                        em.dyn.clear()
+                        run.record_error(st, value.item if type(value) is Routed else value,
+                                         exc, 1)
+                        run.publish(ChunkProcessed(st.path, 0, 1, 0, 0, 0, 0.0))
+            em.flush()
+            if em.count != em.reported:
+                run.publish(ChunkProcessed(st.path, 0, 0, 0, em.count - em.reported, 0, 0.0))
+                em.reported = em.count
+
+
+def producer_loop(st: StageRun, index: int) -> None:
+    """Call the producer once and hand everything it emits to a courier."""
+    run = st.run
+    courier = Courier(st)
+    resources: dict[str, Any] = {}
+    try:
+        resources = st.setup()
+        put = courier.put
+        output = Output(put, lambda name, item: put(Routed(name, item)))
+        call = bind(st.spec.stage.fn, resources, output, item_param=False)
+        result = call()
+        if result is not None:
+            if isinstance(result, Routed) or isinstance(result, _NOT_ITERATED) or not hasattr(
+                result, "__iter__"
+            ):
+                result = [result]  # one item, not its characters or keys
+            q, full = courier.queue, 2 * courier.limit
+            for value in result:  # the hot loop: an append and three cheap checks per item
+                q.append(value)
+                if courier.courier_waiting:
+                    courier.wake()
+                if len(q) >= full:
+                    courier.wait_for_room()
+                if run.stopping:
+                    break
+            if isinstance(result, GeneratorType):
+                result.close()  # a draining stop: run the generator's finally blocks
+        if not run.stopping:
+            st.status = "done"  # else stage_finished says "stopped" or "cancelled"
+    except Exception as exc:  # noqa: BLE001 - a failing producer is an error row
+        courier.close()  # what it produced before failing still flows
+        st.status = "failed"
+        run.record_error(st, None, exc, 1, has_item=False)
+        run.publish(ChunkProcessed(st.path, 0, 1, 0, 0, 0, 0.0))
+    finally:
+        courier.close()
+        st.teardown(resources)
