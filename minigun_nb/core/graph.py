@@ -546,8 +546,8 @@ class _Resolver:
         for hook, method in instance_hooks(s.fn).items():  # a stateful stage object's own hooks
             if opts[hook] is None:
                 opts[hook] = method
-        if s.kind in OPERATOR_KINDS:
-            opts.update(workers=1, backend="inline")
+        if s.kind in OPERATOR_KINDS or s.kind == "accumulator":
+            opts.update(workers=1, backend="inline")  # one thread in the kernel
         elif s.kind == "producer":
             opts["workers"] = 1
         if opts["retry_on"] is None:

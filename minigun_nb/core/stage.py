@@ -8,6 +8,8 @@ fails in the cell that defines the stage, not minutes into a run.
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 import os
 from collections.abc import Callable
 from typing import Any
@@ -234,6 +236,14 @@ class Stage:
                 if key in options:
                     self.params[key] = options.pop(key)
             _check_operator_params(where, kind, self.params)
+        if kind == "accumulator" and (
+            options.get("workers", 1) != 1 or options.get("backend", "thread") not in ("thread", "inline")
+        ):
+            raise DefinitionError(
+                f"{where}: an accumulator runs in the kernel on one thread (its batching needs "
+                f"one), so workers= and backend= do not apply; put the heavy work in a "
+                f"processor after it, e.g. @pipe.processor(backend='process')."
+            )
         allowed = OPERATOR_OPTIONS if kind in OPERATOR_KINDS else tuple(STAGE_DEFAULTS)
         for key, value in options.items():
             if key not in allowed:
@@ -330,11 +340,15 @@ def _function_identity(fn: Any) -> str | None:
 def _check_operator_params(where: str, kind: str, params: dict[str, Any]) -> None:
     if kind in ("batch", "rebatch", "accumulator"):
         size = params.setdefault("size", 100 if kind == "accumulator" else None)
-        if not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
+        if not (isinstance(size, numbers.Integral) and not isinstance(size, bool) and size >= 1):
             raise DefinitionError(f"{where}: size={size!r} is not valid; use an int >= 1.")
+        params["size"] = int(size)
         timeout = params.setdefault("timeout", None)
+        if timeout == math.inf:
+            params["timeout"] = timeout = None  # "never flush on time"
         if timeout is not None and not (
             isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0
+            and math.isfinite(timeout)
         ):
             raise DefinitionError(
                 f"{where}: timeout={timeout!r} is not valid; use None or seconds > 0."

@@ -84,7 +84,8 @@ class Channel:
                 out = first[:limit]
                 self._chunks[0] = first[limit:]
             self._size -= len(out)
-            self._not_full.notify_all()
+            if self._size < self.capacity:  # a putter can only proceed below capacity
+                self._not_full.notify_all()
             if self._chunks:
                 self._not_empty.notify()
             return out

@@ -155,7 +155,7 @@ class Run:
         left = dict(caps)
         counted = [
             (p, s) for p, s in self.graph.stages.items()
-            if s.kind not in ("producer", "batch", "debatch", "rebatch")
+            if s.kind not in ("producer", "batch", "debatch", "rebatch", "accumulator")
         ]
         pools = {"thread": "thread", "inline": "thread", "process": "process", "fork": "process"}
         remaining = {k: sum(1 for _, s in counted if pools.get(s.options["backend"]) == k)
