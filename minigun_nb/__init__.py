@@ -49,7 +49,6 @@ from .errors import (
     UnknownStageError,
     WorkerCrashed,
 )
-
 from .runtime.emit import to
 
 __version__ = "0.1.0"
