@@ -59,7 +59,11 @@ class RunHandle:
         self._run.stop(drain=drain)
 
     def wait(self, timeout: float | None = None) -> RunResult:
-        """Block until the run ends and return its RunResult (raises StageError on failure)."""
+        """Block until the run ends and return its RunResult.
+
+        A failed run (``on_error="raise"``) returns too: ``result.ok`` is False and
+        ``result.error`` is the :class:`~minigun_nb.StageError` that ``run()`` would raise.
+        """
         deadline = None if timeout is None else _now() + timeout
         while not self._finished.wait(0.05):
             if deadline is not None and _now() > deadline:
@@ -67,12 +71,13 @@ class RunHandle:
         return self.result()
 
     def result(self) -> RunResult:
+        """The RunResult of a finished run (RuntimeError while it is still running)."""
         if self._result is None:
             raise RuntimeError("the run has not finished yet; use wait()")
         failure = self._run.failure
         if failure is not None:
             failure.result = self._result  # type: ignore[attr-defined]
-            raise failure
+            self._result.error = failure
         if self._run.internal is not None:
             raise RuntimeError(f"minigun_nb internal error: {self._run.internal!r}"
                                ) from self._run.internal
@@ -198,17 +203,24 @@ def _start(pipe: Pipeline, items: Any, observers: Iterable[Any]) -> tuple[RunHan
     return handle, deferred.hit
 
 
+def _raise_failure(result: RunResult) -> RunResult:
+    """``run()`` raises the StageError of a failed run (``handle.wait()`` returns it)."""
+    if result.error is not None:
+        raise result.error
+    return result
+
+
 def run(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = ()) -> RunResult:
     """Run ``pipe`` to the end. The first Ctrl-C drains, a second one cancels."""
     handle, interrupted = _start(pipe, items, observers)
     try:
         if interrupted:
             raise KeyboardInterrupt  # pressed while the run started: the first Ctrl-C
-        return handle.wait()
+        return _raise_failure(handle.wait())
     except KeyboardInterrupt:
         handle.stop(drain=True)
         try:
-            return handle.wait()
+            return _raise_failure(handle.wait())
         except KeyboardInterrupt:
             handle.stop(drain=False)
             handle._finished.wait()

@@ -54,6 +54,8 @@ class RunResult:
         self.cancelled_items = cancelled_items
         self.status = status
         self.outputs_dropped = outputs_dropped
+        #: the StageError of a failed run (``on_error="raise"``), else None
+        self.error: Exception | None = None
 
     @property
     def ok(self) -> bool:

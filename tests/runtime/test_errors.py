@@ -60,6 +60,17 @@ def test_on_error_raise_stops_the_run_with_a_stage_error():
     assert_conserved(after[0])
 
 
+def test_wait_returns_the_failed_result_that_run_would_raise():
+    pipe = mg.Pipeline([mg.processor(lambda x: 1 / x, name="invert", on_error="raise")])
+
+    result = pipe.start(items=[1, 0, 2], display="none").wait()
+
+    assert result.ok is False and result.status == "failed"
+    assert isinstance(result.error, mg.StageError) and result.error.stage == "invert"
+    assert isinstance(result.error.__cause__, ZeroDivisionError)
+    assert pipe.run(items=[1, 2], display="none").error is None
+
+
 def test_retries_count_and_attempts_column():
     lock = threading.Lock()
     calls: dict[int, int] = {}
