@@ -1,7 +1,6 @@
-"""The hot paths: a producer's adaptive pulls and a plain stage's chunk loop.
+"""The hot path of a plain stage: one chunk, per item only the call and (sampled) a clock read.
 
-Per item they cost the function call and one clock read; everything else (events, locks,
-delivery) is paid once per chunk. The general loop in :mod:`stagerun` handles what these do not
+Everything else (events, locks, delivery) is paid once per chunk. The general loop in :mod:`stagerun` handles what these do not
 (retries, per-item timeouts, ``output``, load-balancing policies).
 """
 
@@ -11,7 +10,6 @@ import time
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
-from ..observe.events import ChunkProcessed
 from .emit import Routed
 
 if TYPE_CHECKING:
@@ -21,13 +19,6 @@ if TYPE_CHECKING:
     from .stagerun import StageRun
 
 perf = time.perf_counter
-
-def report_emissions(st: StageRun, em: Emitter, busy_s: float) -> None:
-    """Publish a producer's emissions not yet reported (``em.reported`` marks the last)."""
-    n = em.count - em.reported
-    if n:
-        em.reported = em.count
-        st.run.publish(ChunkProcessed(st.path, 0, 0, 0, n, 0, busy_s))
 
 
 def fast_eligible(st: StageRun, em: Emitter, takes_output: bool) -> bool:

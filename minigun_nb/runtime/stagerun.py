@@ -1,8 +1,8 @@
-"""One stage inside one run: its channel, its worker threads and their loops.
+"""One stage inside one run: its channel, its worker threads, and the worker-stage loop.
 
-Three loops: a producer's (iterate and emit), a worker stage's (take a chunk, call the
-function per item, route, account per chunk) and an operator's (batch/debatch/rebatch and
-accumulators: one thread in the kernel, flushing on size, time or end of stream).
+A worker stage's loop takes a chunk, calls the function per item, routes, and accounts per
+chunk. The other loops live beside it: producers in :mod:`producer`, operators and
+accumulators in :mod:`operators`, process/fork/async/dask stages in :mod:`remote`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ MAX_CHUNK = 1000
 #: items faster than this have their latency measured in one chunk out of SAMPLE_EVERY
 FAST_ITEM = 20e-6
 SAMPLE_EVERY = 8
-_NOT_ITERATED = (str, bytes, bytearray, dict)
 
 
 def _yields(fn: Any) -> bool:
