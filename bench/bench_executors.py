@@ -68,16 +68,18 @@ def _best(fn: Callable[[], Any], repeat: int = 3) -> float:
     return best
 
 
-def _pipe(name: str, producer: Callable[[], Any], fn: Callable[[Any], Any], **opts: Any
-          ) -> mg.Pipeline:
+def _pipe(
+    name: str, producer: Callable[[], Any], fn: Callable[[Any], Any], **opts: Any
+) -> mg.Pipeline:
     pipe = mg.Pipeline(name, max_outputs=None, dask_client=opts.pop("dask_client", None))
     pipe.producer(producer, name="source")
     pipe.processor(fn, name="work", **opts)
     return pipe
 
 
-def _row(case: str, seconds: float, items: int, ref_seconds: float | None,
-         target: str) -> dict[str, Any]:
+def _row(
+    case: str, seconds: float, items: int, ref_seconds: float | None, target: str
+) -> dict[str, Any]:
     return {
         "case": case,
         "seconds": round(seconds, 3),
@@ -101,9 +103,32 @@ def case_a() -> list[dict[str, Any]]:
     pipe = _pipe("a", lambda: range(N_TRIVIAL), inc, backend="process", workers=2)
     pipe.run(display="none")
     t_mg = _best(lambda: pipe.run(display="none"))
+    # a chunk never exceeds the stage's queue_size: a bigger queue lets chunks grow to 10k
+    big = _pipe(
+        "a2", lambda: range(N_TRIVIAL), inc, backend="process", workers=2, queue_size=10_000
+    )
+    big.run(display="none")
+    t_big = _best(lambda: big.run(display="none"))
+    # the same pipeline on one thread: what the kernel side (producer, queue, routing,
+    # collecting outputs) costs by itself, whatever the executor
+    floor = _pipe("a3", lambda: range(N_TRIVIAL), inc)
+    floor.run(display="none")
+    t_floor = _best(lambda: floor.run(display="none"))
     rows.append(_row("(a) Pool(2).imap chunksize=1000", t_pool, N_TRIVIAL, t_pool, "reference"))
+    rows.append(_row("(a) thread stage, 1 worker (runtime floor)", t_floor, N_TRIVIAL, t_pool, "-"))
     rows.append(_row("(a) loky map chunksize=1000", t_loky, N_TRIVIAL, t_pool, "-"))
-    rows.append(_row("(a) process stage, 2 workers", t_mg, N_TRIVIAL, t_pool, ">= 0.70"))
+    rows.append(
+        _row(
+            "(a) process stage, 2 workers (queue_size=1000: chunks of 1000)",
+            t_mg,
+            N_TRIVIAL,
+            t_pool,
+            ">= 0.70",
+        )
+    )
+    rows.append(
+        _row("(a) process stage, 2 workers, queue_size=10_000", t_big, N_TRIVIAL, t_pool, ">= 0.70")
+    )
     return rows
 
 
@@ -147,14 +172,28 @@ def case_d(burn_n: int, t_process: float) -> list[dict[str, Any]]:
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        return [{"case": "(d) dask", "seconds": None, "items_per_s": None, "ratio": None,
-                 "target": "dask not installed (pip install minigun_nb[dask])"}]
+        return [
+            {
+                "case": "(d) dask",
+                "seconds": None,
+                "items_per_s": None,
+                "ratio": None,
+                "target": "dask not installed (pip install minigun_nb[dask])",
+            }
+        ]
     import logging
 
     items = [burn_n] * N_CPU
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         pipe = _pipe("d", lambda: items, cpu, backend="dask", workers=2, dask_client=client)
         pipe.run(display="none")
         t_dask = _best(lambda: pipe.run(display="none"), repeat=2)

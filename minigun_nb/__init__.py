@@ -49,6 +49,7 @@ from .errors import (
     UnknownStageError,
     WorkerCrashed,
 )
+from .executors import shutdown
 from .runtime.emit import to
 
 __version__ = "0.1.0"
@@ -81,6 +82,7 @@ __all__ = [
     "processor",
     "producer",
     "rebatch",
+    "shutdown",
     "stage",
     "to",
 ]

@@ -33,6 +33,7 @@ PUBLIC = [
     "processor",
     "producer",
     "rebatch",
+    "shutdown",
     "stage",
     "to",
 ]

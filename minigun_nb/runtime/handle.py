@@ -191,6 +191,9 @@ def _start(pipe: Pipeline, items: Any, observers: Iterable[Any]) -> tuple[RunHan
     handle = RunHandle(run)
     for _pp, hook in graph.hooks.get("before_run", ()):
         hook()
+    from .remote import prepare_run
+
+    prepare_run(run)  # a missing dask or a failing before_fork raises before any stage starts
     with _DeferredInterrupt() as deferred:
         pipe._running += 1
         try:

@@ -11,6 +11,7 @@ from ``setup=`` are used on the thread that made them.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections import deque
 from types import GeneratorType
@@ -122,6 +123,10 @@ def producer_loop(st: StageRun, index: int) -> None:
         output = Output(put, lambda name, item: put(Routed(name, item)))
         call = bind(st.spec.stage.fn, resources, output, item_param=False)
         result = call()
+        if inspect.isasyncgen(result) or inspect.iscoroutine(result):
+            from .remote import sync_iter
+
+            result = sync_iter(result)  # an async def producer, on a private event loop
         if result is not None:
             if isinstance(result, Routed) or isinstance(result, _NOT_ITERATED) or not hasattr(
                 result, "__iter__"

@@ -1,0 +1,286 @@
+"""``backend="async"``: ``async def`` stage functions on one event loop thread per stage.
+
+``workers`` coroutines are in flight at most (one semaphore across every chunk), so a stage
+with ``workers=100`` keeps 100 requests open. Chunks only batch the hop between the kernel's
+driver thread and the loop; the items of a chunk run concurrently. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from types import GeneratorType
+from typing import TYPE_CHECKING, Any
+
+from ..runtime.calls import bind
+from ..runtime.emit import Output, Routed
+from ._chunk import encode_error, worker_name
+from .base import ErrorInfo, Job, Outcome, TaskCancelled
+
+if TYPE_CHECKING:
+    from ..runtime.stagerun import StageRun
+
+perf = time.perf_counter
+
+#: (static outputs, dynamic outputs, index) of the item the current coroutine serves
+_current: contextvars.ContextVar[tuple[list[Any], list[tuple[int, str, Any]], int]] = (
+    contextvars.ContextVar("mg_async_item")
+)
+
+
+def _emit(item: Any) -> None:
+    _current.get()[0].append(item)
+
+
+def _send(name: str, item: Any) -> None:
+    out, dyn, index = _current.get()
+    dyn.append((index, name, item))
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class AsyncExecutor:
+    """Chunks of coroutines on the stage's own event loop thread."""
+
+    depth = 2
+    isolates_crashes = True
+    target_seconds = 0.02
+
+    def __init__(self, st: StageRun) -> None:
+        self.workers = st.workers
+        self.path = st.path
+        self.job: Job | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self.sem: asyncio.Semaphore | None = None
+        self.call: Callable[[Any], Any] | None = None
+        self.resources: dict[str, Any] | None = None
+        self.setup_error: ErrorInfo | None = None
+        self.setup_lock: asyncio.Lock | None = None
+        self.pending: set[Future[Any]] = set()
+        self.lock = threading.Lock()
+        self.worker = worker_name("async")
+
+    def open(self, job: Job) -> None:
+        self.job = job
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, daemon=True, name=f"mg-{self.path}-loop"
+        )
+        self.thread.start()
+
+        async def init() -> None:
+            self.sem = asyncio.Semaphore(self.workers)
+            self.setup_lock = asyncio.Lock()
+
+        asyncio.run_coroutine_threadsafe(init(), self.loop).result()
+
+    async def _ensure(self) -> ErrorInfo | None:
+        assert self.setup_lock is not None and self.job is not None
+        async with self.setup_lock:
+            if self.call is not None or self.setup_error is not None:
+                return self.setup_error
+            job = self.job
+            try:
+                resources: dict[str, Any] = {}
+                if job.setup is not None:
+                    got = await _maybe_await(job.setup())
+                    if got is not None and not isinstance(got, dict):
+                        raise TypeError(
+                            f"stage {job.path!r}: setup= must return a dict of resources "
+                            f"(or None), got {type(got).__name__}"
+                        )
+                    resources = got or {}
+                self.resources = resources
+                self.call = bind(job.fn, resources, Output(_emit, _send), item_param=True)
+            except Exception as exc:  # noqa: BLE001 - reported; the driver fails the stage
+                self.setup_error = encode_error(-1, exc, 1)
+            return self.setup_error
+
+    def submit(self, items: Sequence[Any], report: Callable[[Outcome], None]) -> Future[None]:
+        assert self.loop is not None
+        fut: Future[None] = Future()
+        fut.set_running_or_notify_cancel()
+        cf = asyncio.run_coroutine_threadsafe(self._chunk(list(items)), self.loop)
+        with self.lock:
+            self.pending.add(cf)
+
+        def done(cf: Future[Outcome]) -> None:
+            with self.lock:
+                self.pending.discard(cf)
+            if cf.cancelled():
+                fut.set_exception(TaskCancelled())
+                return
+            exc = cf.exception()
+            if exc is not None:
+                fut.set_exception(exc)
+                return
+            try:
+                report(cf.result())
+            except BaseException as err:  # noqa: BLE001
+                fut.set_exception(err)
+                return
+            fut.set_result(None)
+
+        cf.add_done_callback(done)
+        return fut
+
+    async def _chunk(self, items: list[Any]) -> Outcome:
+        err = await self._ensure()
+        if err is not None:
+            return Outcome(0, len(items), worker=self.worker, setup_error=err)
+        results = await asyncio.gather(*(self._item(i, x) for i, x in enumerate(items)))
+        out: list[Any] = []
+        dyn: list[tuple[int, str, Any]] = []
+        errors: list[ErrorInfo] = []
+        lat: list[float] = []
+        done = failed = filtered = retried = 0
+        busy = 0.0
+        for i_out, i_dyn, error, tries, seconds in results:
+            out.extend(i_out)
+            if error is None:
+                dyn.extend(i_dyn)
+                done += 1
+                if not i_out and not i_dyn:
+                    filtered += 1
+            else:
+                failed += 1
+                errors.append(error)
+            retried += tries
+            busy += seconds
+            lat.append(seconds)
+        assert self.job is not None
+        return Outcome(
+            0,
+            len(items),
+            out,
+            dyn,
+            done,
+            failed,
+            filtered,
+            retried,
+            busy,
+            lat if self.job.track else [],
+            errors,
+            self.worker,
+        )
+
+    async def _item(
+        self, i: int, item: Any
+    ) -> tuple[list[Any], list[Any], ErrorInfo | None, int, float]:
+        assert self.sem is not None and self.job is not None and self.call is not None
+        job = self.job
+        call = self.call
+        out: list[Any] = []
+        dyn: list[tuple[int, str, Any]] = []
+        async with self.sem:
+            t0 = perf()
+            _current.set((out, dyn, i))
+            attempt = 1
+            while True:
+                mark, dmark = len(out), len(dyn)
+                try:
+                    if job.timeout is None:
+                        await self._run_one(call, item, out, dyn, i)
+                    else:
+                        try:
+                            await asyncio.wait_for(
+                                self._run_one(call, item, out, dyn, i), job.timeout
+                            )
+                        except TimeoutError:
+                            if perf() - t0 < job.timeout * 0.99:
+                                raise  # the function's own TimeoutError
+                            raise TimeoutError(
+                                f"item took longer than timeout={job.timeout} s"
+                            ) from None
+                    return out, dyn, None, attempt - 1, perf() - t0
+                except Exception as exc:  # noqa: BLE001 - an item error
+                    if attempt <= job.retries and isinstance(exc, job.retry_on):
+                        del out[mark:]
+                        del dyn[dmark:]
+                        if job.backoff > 0:
+                            await asyncio.sleep(
+                                job.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
+                            )
+                        attempt += 1
+                        t0 = perf() if job.timeout is not None else t0
+                        continue
+                    return [], [], encode_error(i, exc, attempt), attempt - 1, perf() - t0
+
+    @staticmethod
+    async def _run_one(
+        call: Callable[[Any], Any],
+        item: Any,
+        out: list[Any],
+        dyn: list[tuple[int, str, Any]],
+        i: int,
+    ) -> None:
+        r = call(item)
+        if inspect.isasyncgen(r):
+            values: Any = [v async for v in r]
+        else:
+            r = await _maybe_await(r)
+            if r is None:
+                return
+            values = r if type(r) is GeneratorType else (r,)
+        for v in values:
+            if type(v) is Routed:
+                dyn.append((i, v.target, v.item))
+            else:
+                out.append(v)
+
+    def cancel(self) -> None:
+        with self.lock:
+            pending = list(self.pending)
+        for cf in pending:
+            cf.cancel()
+
+    def finish(self) -> list[ErrorInfo]:
+        job = self.job
+        if job is None or self.loop is None or self.resources is None or job.teardown is None:
+            return []
+        resources = self.resources
+        teardown = job.teardown
+
+        async def down() -> list[ErrorInfo]:
+            try:
+                await _maybe_await(teardown(**resources))
+            except Exception as exc:  # noqa: BLE001
+                return [encode_error(-1, exc, 1)]
+            return []
+
+        return asyncio.run_coroutine_threadsafe(down(), self.loop).result()
+
+    def close(self) -> None:
+        loop = self.loop
+        if loop is None:
+            return
+        self.cancel()
+
+        async def settle() -> None:
+            # let cancelled coroutines unwind (their finally blocks) before the loop stops
+            me = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not me]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(settle(), loop).result(timeout=10)
+        except Exception:  # noqa: BLE001 - a coroutine that refuses to end is abandoned
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        if not loop.is_running():
+            loop.close()

@@ -1,0 +1,416 @@
+"""``backend="process"``: loky pools private to a stage, same semantics as threads."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import warnings
+
+import cloudpickle
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import minigun_nb as mg
+
+from ._helpers import assert_conserved, loky_workers, notebook, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+# functions of this module travel by value, as a notebook's do (workers never import tests)
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def run(pipe, **kw):
+    return pipe.run(display="none", **kw)
+
+
+# -- notebook functions ----------------------------------------------------------------------------
+def test_a_notebook_closure_and_lambda_run_in_worker_processes():
+    cell = notebook(
+        """
+import os
+import minigun_nb as mg
+factor = 3
+def scale(x):                      # a closure over a notebook global
+    return (x * factor, os.getpid())
+pipe = mg.Pipeline("nb")
+pipe.processor(scale, backend="process", workers=2)
+pipe.processor(lambda pair: (pair[0] + 1, pair[1]), name="inc", backend="process")
+"""
+    )
+    result = run(cell["pipe"], items=range(50))
+    assert sorted(v for v, _ in result.outputs) == [3 * x + 1 for x in range(50)]
+    pids = {pid for _, pid in result.outputs}
+    assert os.getpid() not in pids
+    assert_conserved(result)
+
+
+def test_a_closure_defined_in_a_function_runs_in_a_worker():
+    offset = 10
+
+    def add(x):
+        return x + offset, os.getpid()
+
+    result = run(mg.Pipeline([mg.processor(add, backend="process")]), items=[1, 2])
+    assert sorted(v for v, _ in result.outputs) == [11, 12]
+    assert all(pid != os.getpid() for _, pid in result.outputs)
+
+
+# -- emitting across the boundary ------------------------------------------------------------------
+def _routing_pipeline(backend):
+    pipe = mg.Pipeline("routing")
+
+    @pipe.processor(backend=backend, workers=2, routes=["audit"])
+    def explode(x, output):
+        output.emit([x])  # a list stays one item
+        output << (x, "t")  # so does a tuple
+        yield None  # a yielded None is an item too (only a bare None return is not)
+        if x % 2:
+            output.to("odd").emit(x)
+        yield mg.to("audit", x)
+
+    @pipe.consumer
+    def sink(item):
+        return ("got", item)
+
+    @pipe.processor(dynamic=True)
+    def odd(x):
+        return ("odd", x)
+
+    @pipe.processor(dynamic=True)
+    def audit(x):
+        return ("audit", x)
+
+    return pipe
+
+
+def test_generators_output_and_dynamic_routes_cross_the_process_boundary():
+    got = run(_routing_pipeline("process"), items=range(10))
+    ref = run(_routing_pipeline("thread"), items=range(10))
+    for res in (got, ref):
+        assert_conserved(res)
+        assert res.errors.empty
+    for path in ("sink", "odd", "audit"):
+        assert sorted(map(repr, got.outputs_by_stage[path])) == sorted(
+            map(repr, ref.outputs_by_stage[path])
+        )
+    sink = got.outputs_by_stage["sink"]
+    assert ("got", [3]) in sink and ("got", (3, "t")) in sink
+    assert sink.count(("got", None)) == 10
+    assert sorted(got.outputs_by_stage["odd"]) == [("odd", x) for x in (1, 3, 5, 7, 9)]
+    cols = ["items_in", "items_out", "done", "failed", "filtered"]
+    assert got.stats[cols].equals(ref.stats[cols])
+
+
+def test_an_unknown_dynamic_target_is_an_error_row_of_the_sender():
+    @mg.processor(backend="process")
+    def lost(x):
+        yield mg.to("nowhere", x)
+
+    result = run(mg.Pipeline([lost]), items=[1, 2])
+    assert result.errors["exc_type"].tolist() == ["RoutingError", "RoutingError"]
+    assert "nowhere" in result.errors["message"][0]
+    assert_conserved(result)
+
+
+# -- errors, retries, timeouts ---------------------------------------------------------------------
+def test_item_errors_carry_the_remote_type_message_traceback_and_worker():
+    @mg.processor(backend="process", workers=2)
+    def picky(x):
+        if x % 4 == 0:
+            raise ValueError(f"bad {x}")
+        return x
+
+    result = run(mg.Pipeline([picky]), items=range(12))
+    errors = result.errors.sort_values("item")
+    assert errors["item"].tolist() == [0, 4, 8]
+    assert set(errors["exc_type"]) == {"ValueError"}
+    assert errors["message"].tolist() == ["bad 0", "bad 4", "bad 8"]
+    assert all('raise ValueError(f"bad {x}")' in tb for tb in errors["traceback"])
+    assert all(f"pid={os.getpid()} " not in w and "pid=" in w for w in errors["worker"])
+    assert sorted(result.outputs) == [x for x in range(12) if x % 4]
+    assert result.stats.loc["picky", "failed"] == 3
+    assert_conserved(result)
+
+
+def test_on_error_raise_gives_a_stage_error_with_the_remote_traceback():
+    class Boom(Exception):
+        pass
+
+    @mg.processor(backend="process", on_error="raise")
+    def boom(x):
+        raise Boom("no")
+
+    with pytest.raises(mg.StageError) as info:
+        run(mg.Pipeline([boom]), items=[1])
+    err = info.value
+    assert err.stage == "boom" and err.item == 1
+    assert "raise Boom" in err.remote_traceback
+    assert type(err.__cause__).__name__ == "Boom"
+
+
+def test_retries_happen_in_the_worker_and_are_counted():
+    seen = set()
+
+    @mg.processor(backend="process", workers=2, retries=2, retry_on=(OSError,))
+    def flaky(x):
+        if x == 99:
+            raise KeyError(x)  # not in retry_on: fails at once
+        if x not in seen:  # the worker's own copy of ``seen``
+            seen.add(x)
+            raise OSError("first attempt fails")
+        return x
+
+    result = run(mg.Pipeline([flaky]), items=[*range(10), 99])
+    assert sorted(result.outputs) == list(range(10))
+    assert result.stats.loc["flaky", "retried"] == 10
+    assert result.errors["exc_type"].tolist() == ["KeyError"]
+    assert result.errors["attempts"].tolist() == [1]
+    assert_conserved(result)
+
+
+def test_a_per_item_timeout_records_timeout_error_and_the_rest_goes_on():
+    @mg.processor(backend="process", workers=2, timeout=0.5)
+    def slow(x):
+        if x == 3:
+            time.sleep(60)
+        return x
+
+    t = time.monotonic()
+    result = run(mg.Pipeline([slow]), items=range(8))
+    assert time.monotonic() - t < 20
+    assert sorted(result.outputs) == [0, 1, 2, 4, 5, 6, 7]
+    assert result.errors["exc_type"].tolist() == ["TimeoutError"]
+    assert "timeout=0.5" in result.errors["message"][0]
+    assert_conserved(result)
+
+
+def test_an_item_that_swallows_its_timeout_has_its_worker_killed_and_replaced():
+    @mg.processor(backend="process", timeout=0.3, chunk_size=1)
+    def stubborn(x):
+        if x == 1:
+            for _ in range(100):
+                try:
+                    time.sleep(60)
+                except TimeoutError:
+                    pass  # ignores the soft timeout: the watchdog ends the worker
+        return x
+
+    t = time.monotonic()
+    result = run(mg.Pipeline([stubborn]), items=range(4))
+    assert time.monotonic() - t < 30
+    assert sorted(result.outputs) == [0, 2, 3]
+    assert result.errors["exc_type"].tolist() == ["TimeoutError"]
+    assert result.errors["item"].tolist() == [1]
+    assert_conserved(result)
+
+
+def test_an_item_or_result_that_cannot_be_pickled_costs_only_that_item():
+    lock = threading.Lock()
+
+    @mg.processor(backend="process")
+    def echo(x):
+        if x == "give-lock":
+            return threading.Lock()
+        return x
+
+    result = run(mg.Pipeline([echo]), items=["a", lock, "give-lock", "b"])
+    assert sorted(result.outputs) == ["a", "b"]
+    errors = result.errors
+    assert set(errors["exc_type"]) == {"PicklingError"}
+    assert errors["item"].tolist()[0] is lock or lock in errors["item"].tolist()
+    assert "give-lock" in errors["item"].tolist()
+    assert_conserved(result)
+
+
+# -- setup, teardown and hooks ---------------------------------------------------------------------
+def test_setup_and_teardown_run_in_each_worker(tmp_path):
+    def setup():
+        return {"conn": os.getpid()}
+
+    def teardown(conn):
+        (tmp_path / f"teardown-{conn}").write_text("done")
+
+    @mg.processor(backend="process", workers=2, setup=setup, teardown=teardown)
+    def use(x, conn):
+        time.sleep(0.01)
+        return conn, os.getpid()
+
+    result = run(mg.Pipeline([use]), items=range(40))
+    assert all(conn == pid != os.getpid() for conn, pid in result.outputs)
+    served = {pid for _, pid in result.outputs}
+    assert {p.name for p in tmp_path.iterdir()} == {f"teardown-{pid}" for pid in served}
+
+
+def test_a_failing_setup_is_one_error_row_and_the_stage_cancels_its_items():
+    def setup():
+        raise RuntimeError("no database")
+
+    @mg.processor(backend="process", setup=setup)
+    def use(x):
+        return x
+
+    result = run(mg.Pipeline([use]), items=range(30))
+    assert result.errors["exc_type"].tolist() == ["RuntimeError"]
+    assert result.outputs == []
+    assert result.stats.loc["use", "status"] == "failed"
+    assert_conserved(result)
+
+
+def test_before_fork_once_per_run_in_the_kernel_and_after_fork_in_every_worker(tmp_path):
+    kernel_calls = []
+    pipe = mg.Pipeline("hooks")
+    pipe.before_fork(lambda: kernel_calls.append(os.getpid()))
+
+    @pipe.after_fork
+    def reopen():
+        with open(tmp_path / f"after-fork-{os.getpid()}", "a") as f:
+            f.write("x")
+
+    @pipe.processor(backend="process", workers=2)
+    def where(x):
+        time.sleep(0.005)
+        return os.getpid()
+
+    served: list[set] = []
+    for _ in range(2):
+        result = run(pipe, items=range(40))
+        served.append(set(result.outputs))
+    assert kernel_calls == [os.getpid(), os.getpid()]
+    for pid in served[0] | served[1]:
+        runs = sum(pid in s for s in served)
+        # warm workers run after_fork again before the first item of each run they serve
+        assert (tmp_path / f"after-fork-{pid}").read_text() == "x" * runs
+
+
+def test_the_pool_stays_warm_between_runs():
+    @mg.processor(backend="process", workers=2)
+    def pid(x):
+        time.sleep(0.01)
+        return os.getpid()
+
+    pipe = mg.Pipeline([pid])
+    first = set(run(pipe, items=range(20)).outputs)
+    second = set(run(pipe, items=range(20)).outputs)
+    assert first & second
+
+
+def test_max_processes_caps_workers_with_one_capacity_warning():
+    pipe = mg.Pipeline("capped", max_processes=3)
+    pipe.processor(lambda x: x, name="a", backend="process", workers=2)
+    pipe.processor(lambda x: x, name="b", backend="process", workers=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run(pipe, items=range(10))
+    capacity = [w for w in caught if issubclass(w.category, mg.CapacityWarning)]
+    assert len(capacity) == 1 and "'b'" in str(capacity[0].message)
+    assert result.stats["workers"].tolist() == [2, 1]
+    assert sorted(result.outputs) == list(range(10))
+
+
+def test_ordered_keeps_input_order():
+    @mg.processor(backend="process", workers=2, ordered=True)
+    def jitter(x):
+        time.sleep((x * 7 % 5) / 1000)
+        return x
+
+    result = run(mg.Pipeline([jitter]), items=range(60))
+    assert result.outputs == list(range(60))
+
+
+# -- stopping and the process table ----------------------------------------------------------------
+def _pending_tasks():
+    from minigun_nb.executors import process
+
+    return sum(
+        len(p._ex._pending_work_items)
+        for p in list(process._registry.values())
+        if p._ex is not None
+    )
+
+
+def test_a_cancelling_stop_conserves_items_and_leaves_no_worker_busy():
+    @mg.processor(backend="process", workers=2)
+    def slow(x):
+        time.sleep(0.02)
+        return x
+
+    handle = mg.Pipeline([slow]).start(items=range(500), display="none")
+    time.sleep(0.5)
+    handle.stop(drain=False)
+    result = handle.wait(timeout=30)
+    assert result.stopped
+    assert 0 < len(result.cancelled_items) < 500
+    assert_conserved(result)
+    assert _pending_tasks() == 0
+
+
+def test_a_draining_stop_finishes_what_was_taken():
+    pipe = mg.Pipeline("drain")
+
+    @pipe.producer
+    def endless():
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    @pipe.processor(backend="process", workers=2, queue_size=50)
+    def slow(x):
+        time.sleep(0.002)
+        return x
+
+    handle = pipe.start(display="none")
+    time.sleep(0.5)
+    handle.stop()
+    result = handle.wait(timeout=30)
+    assert result.stopped and result.cancelled_items == []
+    assert sorted(result.outputs) == list(range(len(result.outputs)))
+    assert_conserved(result)
+    assert _pending_tasks() == 0
+
+
+def test_shutdown_and_the_idle_timeout_leave_no_loky_worker():
+    @mg.processor(backend="process", workers=2)
+    def f(x):
+        return x
+
+    run(mg.Pipeline([f]), items=range(10))
+    assert loky_workers()
+    mg.shutdown()
+    assert wait_until(lambda: not loky_workers(), 10), loky_workers()
+
+    @mg.processor(backend="process", workers=2, worker_idle_timeout=0.5)
+    def g(x):
+        return x
+
+    run(mg.Pipeline([g]), items=range(10))
+    assert wait_until(lambda: not loky_workers(), 10), loky_workers()
+
+
+# -- the same results as threads -------------------------------------------------------------------
+def _mixed_function(x):
+    if x % 5 == 0:
+        raise ValueError(x)
+    if x % 3 == 0:
+        return None
+    if x % 2:
+        return [x, (x,)]
+    return (y for y in (x, -x))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(-50, 50), max_size=25))
+def test_a_process_stage_gives_what_a_thread_stage_gives(items):
+    results = {}
+    for backend in ("thread", "process"):
+        stage = mg.processor(_mixed_function, backend=backend, workers=2)
+        results[backend] = run(mg.Pipeline([stage]), items=items)
+    thread, proc = results["thread"], results["process"]
+    assert sorted(map(repr, proc.outputs)) == sorted(map(repr, thread.outputs))
+    assert sorted(proc.errors["item"]) == sorted(thread.errors["item"])
+    cols = ["items_in", "items_out", "done", "failed", "filtered"]
+    assert proc.stats[cols].equals(thread.stats[cols])
+    assert_conserved(proc)
