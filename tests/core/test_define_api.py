@@ -6,11 +6,10 @@ import pytest
 
 import minigun_nb as mg
 
+from ._helpers import edges
+
 pytestmark = pytest.mark.timeout(30)
 
-
-def edges(pipe):
-    return [tuple(e) for e in pipe.edges]
 
 
 # -- decorators ---------------------------------------------------------------------------

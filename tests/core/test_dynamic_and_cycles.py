@@ -7,19 +7,10 @@ import pytest
 import minigun_nb as mg
 from minigun_nb.core.graph import resolve
 
+from ._helpers import edges, proc, prod
+
 pytestmark = pytest.mark.timeout(30)
 
-
-def edges(pipe):
-    return [tuple(e) for e in pipe.edges]
-
-
-def prod(pipe, name, **options):
-    return pipe.producer(lambda: [1], name=name, **options)
-
-
-def proc(pipe, name, **options):
-    return pipe.processor(lambda item: item, name=name, **options)
 
 
 # -- dynamic=True ------------------------------------------------------------------------------

@@ -7,11 +7,10 @@ import pytest
 import minigun_nb as mg
 from minigun_nb.display.diagram import node_id
 
+from ._helpers import edges
+
 pytestmark = pytest.mark.timeout(30)
 
-
-def edges(pipe):
-    return [tuple(e) for e in pipe.edges]
 
 
 @pytest.fixture
