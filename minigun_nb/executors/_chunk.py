@@ -469,7 +469,13 @@ def _call_into(
     r = call(item)
     if r is None:
         return
-    values = r if type(r) is GeneratorType else (r,)
+    split_values(r if type(r) is GeneratorType else (r,), i, out, dyn)
+
+
+def split_values(
+    values: Any, i: int, out: list[Any], dyn: list[tuple[int, str, Any]]
+) -> None:
+    """Sort what item ``i`` emitted: ``mg.to(...)`` values into ``dyn``, the rest into ``out``."""
     for v in values:
         if type(v) is Routed:
             dyn.append((i, v.target, v.item))

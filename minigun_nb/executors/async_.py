@@ -19,8 +19,8 @@ from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from ..runtime.calls import bind
-from ..runtime.emit import Output, Routed
-from ._chunk import encode_error, worker_name
+from ..runtime.emit import Output
+from ._chunk import encode_error, split_values, worker_name
 from .base import ErrorInfo, Job, Outcome, TaskCancelled
 
 if TYPE_CHECKING:
@@ -233,11 +233,7 @@ class AsyncExecutor:
             if r is None:
                 return
             values = r if type(r) is GeneratorType else (r,)
-        for v in values:
-            if type(v) is Routed:
-                dyn.append((i, v.target, v.item))
-            else:
-                out.append(v)
+        split_values(values, i, out, dyn)
 
     def cancel(self) -> None:
         with self.lock:
