@@ -230,6 +230,12 @@ class Run:
             return False  # a producer takes no input
         group = dst.group
         same_cycle = group.cyclic and src.group is group
+        if same_cycle and self.stopping:
+            # a draining stop: what a routing cycle feeds back into itself (a crawler's new
+            # links) is new work, not work in flight, so it is cancelled and the cycle ends
+            self.publish(ItemsReceived(dst.path, len(items)))
+            self.cancel_items(dst, items)
+            return True
         if group.cyclic:
             group.add_pending(len(items))
         step = dst.spec.options["queue_size"]
@@ -332,6 +338,8 @@ class Run:
                 for e in entries:
                     self.deliver(src, e, buf)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - a failing iterable is like a failing producer
+            log.warning("items= failed: %s: %s", type(exc).__name__, exc,
+                        extra=self.log_extra(FEEDER))
             rec = error_record("<items>", None, exc, 1, has_item=False)
             with self.lock:
                 self.errors.append(rec)

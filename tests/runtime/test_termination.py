@@ -239,6 +239,36 @@ def test_crawler_routing_to_itself_ends():
     assert_conserved(result)
 
 
+def test_a_draining_stop_ends_an_endless_crawler():
+    pipe = mg.Pipeline("endless")
+    crawled = threading.Event()
+
+    @pipe.producer
+    def seeds():
+        yield mg.to("crawl", 0)
+
+    seen = []
+
+    @pipe.processor(dynamic=True, workers=2)
+    def crawl(n):
+        seen.append(n)
+        if len(seen) > 50:
+            crawled.set()
+        yield mg.to("crawl", n + 1)  # always two more links: never ends by itself
+        yield mg.to("crawl", n + 2)
+        yield n
+
+    handle = pipe.start(display="none")
+    assert crawled.wait(10)
+    handle.stop(drain=True)
+    result = handle.wait(timeout=10)
+
+    assert result.stopped
+    assert len(result.outputs) == result.stats.loc["crawl", "done"] > 50
+    assert len(result.cancelled_items) == result.stats.loc["crawl", "cancelled"] > 0
+    assert_conserved(result)
+
+
 def _late_route_pipeline(declare: bool) -> tuple[mg.Pipeline, threading.Event]:
     """``target`` is fed by ``gen1`` only; ``sender`` routes to it once it has finished."""
     target_done = threading.Event()
