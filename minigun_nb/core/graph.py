@@ -69,6 +69,14 @@ class StageSpec:
     def fn(self) -> Callable[..., Any] | None:
         return self.stage.fn
 
+    @property
+    def function(self) -> Callable[..., Any]:
+        """The stage function (worker stages and accumulators always have one)."""
+        fn = self.stage.fn
+        if fn is None:
+            raise TypeError(f"stage {self.path!r} is an operator and has no function")
+        return fn
+
 
 @dataclass(frozen=True, eq=True)
 class Graph:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DefinitionError, DuplicateStageError, PipelineRunningError
@@ -215,11 +216,11 @@ class Pipeline:
             existing = None
         if existing is None:
             self._blocks[-1].children.append(stage)
-            self._validate_after(lambda: self._blocks[-1].children.remove(stage))
+            self._validate_after(partial(self._blocks[-1].children.remove, stage))
         elif isinstance(existing, Stage) and existing.same_definition(stage):
             # a re-run cell: same name, same function name -> replace in place, keep edges
             self._body.replace(existing, stage)
-            self._validate_after(lambda: self._body.replace(stage, existing))
+            self._validate_after(partial(self._body.replace, stage, existing))
         else:
             what = (
                 f"nested pipeline {existing.name!r}"
@@ -234,7 +235,7 @@ class Pipeline:
             )
         return stage
 
-    def _validate_after(self, undo: Callable[[], None]) -> None:
+    def _validate_after(self, undo: Callable[[], object]) -> None:
         """Resolve leniently after a change (cycles fail at definition time); undo on error."""
         from .graph import resolve
 

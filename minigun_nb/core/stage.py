@@ -340,7 +340,8 @@ def _function_identity(fn: Any) -> str | None:
 def _check_operator_params(where: str, kind: str, params: dict[str, Any]) -> None:
     if kind in ("batch", "rebatch", "accumulator"):
         size = params.setdefault("size", 100 if kind == "accumulator" else None)
-        if not (isinstance(size, numbers.Integral) and not isinstance(size, bool) and size >= 1):
+        if not (isinstance(size, numbers.Integral) and not isinstance(size, bool)
+                and int(size) >= 1):
             raise DefinitionError(f"{where}: size={size!r} is not valid; use an int >= 1.")
         params["size"] = int(size)
         timeout = params.setdefault("timeout", None)

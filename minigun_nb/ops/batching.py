@@ -180,7 +180,7 @@ class Batcher:
             raise ValueError(f"frame=True only applies to mode='batch', not mode={mode!r}")
         self.size = int(size)
         self.mode = mode
-        self.timeout = timeout
+        self.timeout: float | None = timeout
         self.key = key
         self.frame = frame
         self._open: dict[Hashable, _Open] = {}

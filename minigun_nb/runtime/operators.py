@@ -236,7 +236,7 @@ def _accumulator_call(st: StageRun, em: Emitter, resources: dict[str, Any]) -> A
     def stage_send(name: str, x: Any) -> None:
         staged.append((name, x))
 
-    call = bind(spec.stage.fn, resources, Output(stage_emit, stage_send), item_param=True)
+    call = bind(spec.function, resources, Output(stage_emit, stage_send), item_param=True)
     retries = spec.options.get("retries") or 0
     retry_on = spec.options.get("retry_on") or (Exception,)
 
@@ -255,8 +255,8 @@ def _accumulator_call(st: StageRun, em: Emitter, resources: dict[str, Any]) -> A
         # static output has left, so a failed batch leaves nothing behind but error rows
         dynamic = [(name, x) for name, x in staged if name is not None]
         if dynamic:
-            for name, x in dynamic:
-                em.send(name, x)
+            for target, x in dynamic:
+                em.send(target, x)
             em.flush_dynamic()
         for name, x in staged:
             if name is None:

@@ -121,7 +121,7 @@ def producer_loop(st: StageRun, index: int) -> None:
         resources = st.setup()
         put = courier.put
         output = Output(put, lambda name, item: put(Routed(name, item)))
-        call = bind(st.spec.stage.fn, resources, output, item_param=False)
+        call = bind(st.spec.function, resources, output, item_param=False)
         result = call()
         if inspect.isasyncgen(result) or inspect.iscoroutine(result):
             from .remote import sync_iter

@@ -199,6 +199,14 @@ def _code_files(fn: Any) -> dict[str, str]:
     return out
 
 
+def _put_part(events: queue.SimpleQueue[tuple[str, Any]], task: _Task, outcome: Any) -> None:
+    events.put(("part", (task, outcome)))
+
+
+def _put_done(events: queue.SimpleQueue[tuple[str, Any]], task: _Task, fut: Any) -> None:
+    events.put(("done", (task, fut)))
+
+
 class RemoteStage:
     """The kernel side of one remote stage in one run."""
 
@@ -282,7 +290,7 @@ class RemoteStage:
             token=f"{run.run_id}-{uuid.uuid4().hex[:8]}",
             run_token=run.run_id,
             path=st.path,
-            fn=st.spec.stage.fn,
+            fn=st.spec.function,
             setup=o["setup"],
             teardown=o["teardown"],
             after_fork=hooks,
@@ -362,11 +370,11 @@ class RemoteStage:
         self.inflight.add(task)
         events = self.events
         try:
-            fut = self.ex.submit(items, lambda oc, t=task: events.put(("part", (t, oc))))
+            fut = self.ex.submit(items, partial(_put_part, events, task))
         except BaseException as exc:  # noqa: BLE001 - treated like a failed task
             fut = Future()
             fut.set_exception(exc)
-        fut.add_done_callback(lambda f, t=task: events.put(("done", (t, f))))
+        fut.add_done_callback(partial(_put_done, events, task))
 
     # -- results ---------------------------------------------------------------------------------
     def _on_outcome(self, task: _Task, oc: Outcome) -> None:

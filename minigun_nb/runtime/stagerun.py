@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
@@ -105,7 +106,7 @@ class StageRun:
         if self.kind == "producer":
             from .producer import producer_loop
 
-            loop = partial(producer_loop, self)
+            loop: Callable[[int], None] = partial(producer_loop, self)
         elif self.kind in ("batch", "debatch", "rebatch", "accumulator"):
             from .operators import operator_loop
 
@@ -180,7 +181,7 @@ class StageRun:
             self.cancel_remaining(ch)
             return
         output = Output(em.emit, em.send)
-        call = bind(spec.stage.fn, resources, output, item_param=True)
+        call = bind(spec.function, resources, output, item_param=True)
         retries = spec.options["retries"]
         timeout = spec.options["timeout"]
         track = spec.options["track_latency"]
@@ -188,7 +189,7 @@ class StageRun:
         emit_value = em.emit_value
         path = self.path
         # a generator that fails half-way must take back what it yielded: the general loop
-        fast = fast_eligible(self, em, wants(spec.stage.fn)[0]) and not _yields(spec.stage.fn)
+        fast = fast_eligible(self, em, wants(spec.function)[0]) and not _yields(spec.function)
         sampled = 0
         ordered = self.ordered
         if ordered:
@@ -213,6 +214,7 @@ class StageRun:
                 done = failed = filtered = retried = 0
                 start = perf()
                 before = em.count
+                lat: list[float]
                 if fast:
                     processed = n
                     # Latency of very fast items is sampled one chunk in SAMPLE_EVERY: the
@@ -221,7 +223,7 @@ class StageRun:
                     timed = track and (self.per_item > FAST_ITEM or sampled % SAMPLE_EVERY == 1)
                     done, failed, filtered, lat = run_chunk(self, em, call, chunk, timed)
                 else:
-                    lat: list[float] = []
+                    lat = []
                     t_prev = start
                     processed = 0
                     for item in chunk:
