@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from functools import partial
@@ -123,10 +124,23 @@ class StagePool:
 
 _registry: dict[tuple[Any, ...], StagePool] = {}
 _registry_lock = threading.Lock()
+#: pools whose Stage was garbage-collected while the registry lock was held (by this very
+#: thread, possibly: finalizers run wherever the collector does); closed at the next access
+_forgotten: deque[tuple[Any, ...]] = deque()
+
+
+def _close_forgotten() -> None:
+    while True:
+        try:
+            key = _forgotten.popleft()
+        except IndexError:  # empty (another thread may have taken the last one)
+            return
+        _forget(key)
 
 
 def get_pool(stage: Any, name: str, workers: int, idle: float) -> StagePool:
     """The warm pool of ``stage`` (created when missing); the caller must release() it."""
+    _close_forgotten()
     key = (id(stage), workers, float(idle))
     with _registry_lock:
         pool = _registry.get(key)
@@ -136,7 +150,7 @@ def get_pool(stage: Any, name: str, workers: int, idle: float) -> StagePool:
             try:
                 # a redefined stage (a re-run cell) frees its old pool now, not after the
                 # idle timeout
-                weakref.finalize(stage, _forget, key, False)
+                weakref.finalize(stage, _forget_later, key)
             except TypeError:
                 pass
         pool.acquire()
@@ -150,8 +164,17 @@ def _forget(key: tuple[Any, ...], wait: bool = False) -> None:
         pool.close(wait=wait)
 
 
+def _forget_later(key: tuple[Any, ...]) -> None:
+    """A Stage's finalizer. Finalizers run wherever the collector does, possibly inside the
+    registry or pool locks of this very thread, so it only queues the key and lets a short
+    thread take the locks."""
+    _forgotten.append(key)
+    threading.Thread(target=_close_forgotten, daemon=True, name="mg-pool-forget").start()
+
+
 def shutdown(wait: bool = True) -> None:
     """Close every stage's process pool now (their workers exit)."""
+    _forgotten.clear()
     with _registry_lock:
         pools = list(_registry.values())
         _registry.clear()
