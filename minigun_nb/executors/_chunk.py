@@ -27,7 +27,7 @@ from functools import partial
 from types import GeneratorType
 from typing import Any
 
-from ..runtime.calls import TimeoutCaller, bind, wants
+from ..runtime.calls import TimeoutCaller, as_resources, bind, wants
 from ..runtime.emit import Output, Routed
 from .base import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, Payload, Unpicklable, dumps, pack, unpack
 
@@ -198,15 +198,7 @@ class Prepared:
             if first:
                 for hook in job.after_fork:
                     hook()
-            resources: dict[str, Any] = {}
-            if job.setup is not None:
-                got = job.setup()
-                if got is not None and not isinstance(got, dict):
-                    raise TypeError(
-                        f"stage {job.path!r}: setup= must return a dict of resources (or None), "
-                        f"got {type(got).__name__}"
-                    )
-                resources = got or {}
+            resources = {} if job.setup is None else as_resources(job.path, job.setup())
             self.resources = resources
             col = self.col
             self.call = bind(job.fn, resources, Output(col.emit, col.send), item_param=True)

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
-from ..runtime.calls import bind
+from ..runtime.calls import as_resources, bind
 from ..runtime.emit import Output
 from ._chunk import encode_error, split_values, worker_name
 from .base import ErrorInfo, Job, Outcome, TaskCancelled
@@ -94,13 +94,7 @@ class AsyncExecutor:
             try:
                 resources: dict[str, Any] = {}
                 if job.setup is not None:
-                    got = await _maybe_await(job.setup())
-                    if got is not None and not isinstance(got, dict):
-                        raise TypeError(
-                            f"stage {job.path!r}: setup= must return a dict of resources "
-                            f"(or None), got {type(got).__name__}"
-                        )
-                    resources = got or {}
+                    resources = as_resources(job.path, await _maybe_await(job.setup()))
                 self.resources = resources
                 self.call = bind(job.fn, resources, Output(_emit, _send), item_param=True)
             except Exception as exc:  # noqa: BLE001 - reported; the driver fails the stage

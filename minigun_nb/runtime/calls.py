@@ -76,6 +76,18 @@ def error_record(stage: str, item: Any, exc: BaseException, attempts: int,
     )
 
 
+def as_resources(path: str, got: Any) -> dict[str, Any]:
+    """What a stage's ``setup=`` returned, checked: a dict of resources (None means none)."""
+    if got is None:
+        return {}
+    if not isinstance(got, dict):
+        raise TypeError(
+            f"stage {path!r}: setup= must return a dict of resources (or None), "
+            f"got {type(got).__name__}"
+        )
+    return got
+
+
 def wants(fn: Callable[..., Any]) -> tuple[bool, set[str]]:
     """Whether ``fn`` takes an ``output`` parameter, and the names it could take as resources."""
     try:

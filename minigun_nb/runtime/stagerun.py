@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.graph import StageSpec
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
-from .calls import TimeoutCaller, backoff_delay, bind, wants
+from .calls import TimeoutCaller, as_resources, backoff_delay, bind, wants
 from .channel import Channel
 from .emit import Output
 from .emitter import Emitter
@@ -146,17 +146,7 @@ class StageRun:
 
     def setup(self) -> dict[str, Any]:
         setup = self.spec.options["setup"]
-        if setup is None:
-            return {}
-        resources = setup()
-        if resources is None:
-            return {}
-        if not isinstance(resources, dict):
-            raise TypeError(
-                f"stage {self.path!r}: setup= must return a dict of resources (or None), "
-                f"got {type(resources).__name__}"
-            )
-        return resources
+        return {} if setup is None else as_resources(self.path, setup())
 
     def teardown(self, resources: dict[str, Any]) -> None:
         teardown = self.spec.options["teardown"]
