@@ -295,8 +295,10 @@ class Pipeline:
         """
         return self._define("consumer", fn, options)
 
-    def accumulator(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    def accumulator(self, fn: Any = None, *args: Any, **options: Any) -> Any:
         """Add an accumulator: receives lists of up to ``size`` items, flushed after ``timeout``.
+
+        ``size`` and ``timeout`` may be given positionally: ``@pipe.accumulator(100, 1.0)``.
 
         Examples
         --------
@@ -308,6 +310,9 @@ class Pipeline:
         >>> total.params["size"]
         100
         """
+        from .stage import accumulator_args
+
+        fn = accumulator_args(fn, args, options)
         return self._define("accumulator", fn, options)
 
     def stage(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:

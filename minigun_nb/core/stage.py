@@ -437,8 +437,25 @@ def consumer(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     return make_stage("consumer", fn, options)
 
 
-def accumulator(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+def accumulator_args(fn: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """``accumulator(size, timeout)`` positionally (as in the SPEC) or ``accumulator(fn, ...)``."""
+    if isinstance(fn, numbers.Number) and not isinstance(fn, bool):
+        args = (fn, *args)
+        fn = None
+    if len(args) > 2:
+        raise DefinitionError("accumulator takes at most (size, timeout) positionally.")
+    for key, value in zip(("size", "timeout")[: len(args)], args, strict=True):
+        if key in options:
+            raise DefinitionError(f"accumulator: {key} given twice (positionally and by name).")
+        options[key] = value
+    return fn
+
+
+def accumulator(fn: Any = None, *args: Any, **options: Any) -> Any:
     """A standalone accumulator: receives lists of up to ``size`` items (``timeout`` flushes).
+
+    ``mg.accumulator(fn, size=10)``, or as a decorator ``@mg.accumulator(100, 2.0)`` (size and
+    timeout positionally).
 
     Examples
     --------
@@ -446,7 +463,10 @@ def accumulator(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     >>> total = mg.accumulator(sum, name="total", size=10)
     >>> total([1, 2, 3])
     6
+    >>> mg.accumulator(100, 2.0)(sum).params
+    {'size': 100, 'timeout': 2.0}
     """
+    fn = accumulator_args(fn, args, options)
     return make_stage("accumulator", fn, options)
 
 

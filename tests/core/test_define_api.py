@@ -401,3 +401,16 @@ def test_hooks_are_registered_per_pipeline():
     assert hooks["on_error"] == (("", log),)
     assert hooks["after_fork"] == (("inner", reseed),)
     assert inner.hooks["after_fork"] == [reseed]
+
+
+def test_accumulator_takes_size_and_timeout_positionally():
+    pipe = mg.Pipeline()
+
+    @pipe.accumulator(50, 0.5)
+    def total(items):
+        return sum(items)
+
+    assert total.params == {"size": 50, "timeout": 0.5}
+    assert mg.accumulator(7)(sum).params["size"] == 7
+    with pytest.raises(mg.DefinitionError, match="given twice"):
+        pipe.accumulator(5, size=6)
