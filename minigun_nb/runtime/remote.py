@@ -69,10 +69,9 @@ def prepare_run(run: Run) -> None:
     ``before_fork`` hooks run in the kernel when the run has a process or fork stage.
     """
     with _state_lock:
-        state = run.__dict__.setdefault("_mg_remote", {"prepared": False})
-        if state["prepared"]:
+        if run.remote_prepared:
             return
-        state["prepared"] = True
+        run.remote_prepared = True
     specs = _remote_specs(run)
     dask_stages = [s.path for s in specs if s.options["backend"] == "dask"]
     if dask_stages:
@@ -94,7 +93,7 @@ def driver_count(st: StageRun) -> int:
     driver. Prepares the run on the first remote stage."""
     try:
         prepare_run(st.run)
-        st.__dict__["_mg_remote"] = RemoteStage(st)
+        st.remote = RemoteStage(st)
     except BaseException:
         st.run.cancel()  # stages already started wind down; nothing is left running
         raise
@@ -102,7 +101,7 @@ def driver_count(st: StageRun) -> int:
 
 
 def remote_loop(st: StageRun, index: int) -> None:
-    rs: RemoteStage = st.__dict__["_mg_remote"]
+    rs: RemoteStage = st.remote
     if index == 0:
         rs.drive()
     else:

@@ -137,6 +137,7 @@ class Run:
         self.finished = 0.0
         self._resolve_cache: dict[tuple[str, str], tuple[str, ...]] = {}
         self.result: RunResult | None = None
+        self.remote_prepared = False  # before_fork hooks and extras checked (remote.py)
         workers = self._capacity()
         self.stages = {p: StageRun(self, spec, workers[p]) for p, spec in graph.stages.items()}
         for p, st in self.stages.items():

@@ -69,6 +69,7 @@ class StageRun:
         self.lock = threading.Lock()
         self.in_hand = 0  # items taken by workers and not yet finished (least_loaded)
         self.threads: list[threading.Thread] = []
+        self.remote: Any = None  # the kernel side of a process/fork/async/dask stage
         # ordered=True: chunks are numbered when taken and their outputs released in that
         # order; a worker whose turn has not come waits, so at most one chunk of outputs per
         # worker is held back (the bounded reorder window)
