@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UnknownStageError
+from ..errors import AmbiguousStageError, UnknownStageError
 from .emit import Routed
 
 if TYPE_CHECKING:
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 class RoutingError(Exception):
     """An emission could not be delivered; it fails the emitting item."""
+
+
+#: every way an emission can fail to land: a finished target, an unknown or ambiguous name
+ROUTING_ERRORS = (RoutingError, UnknownStageError, AmbiguousStageError)
 
 
 def _weighted_cycle(weights: dict[str, float]) -> list[str]:
@@ -133,10 +137,9 @@ class Emitter:
 
     def send(self, name: str, item: Any) -> None:
         """One dynamic emission (``output.to(name)``, ``yield mg.to(name, item)``)."""
-        try:
-            targets = self.run.resolve(self.st, name)
-        except UnknownStageError as exc:
-            raise RoutingError(str(exc)) from None
+        # an unknown or ambiguous name raises mg.UnknownStageError / mg.AmbiguousStageError
+        # here: an error of the emitting item, under the public class the SPEC names
+        targets = self.run.resolve(self.st, name)
         self.dyn.append((tuple(self.run.stages[p] for p in targets), item))
 
     def emit_value(self, value: Any) -> None:

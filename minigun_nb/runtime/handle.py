@@ -68,12 +68,14 @@ class RunHandle:
         while not self._finished.wait(0.05):
             if deadline is not None and _now() > deadline:
                 raise TimeoutError(f"run {self.run_id} still running after {timeout} s")
-        return self.result()
+        return self._final()
 
-    def result(self) -> RunResult:
-        """The RunResult of a finished run (RuntimeError while it is still running)."""
-        if self._result is None:
-            raise RuntimeError("the run has not finished yet; use wait()")
+    def result(self, timeout: float | None = None) -> RunResult:
+        """The RunResult, waiting for the run to end like ``Future.result()`` (same as wait)."""
+        return self.wait(timeout)
+
+    def _final(self) -> RunResult:
+        assert self._result is not None
         failure = self._run.failure
         if failure is not None:
             failure.result = self._result  # type: ignore[attr-defined]

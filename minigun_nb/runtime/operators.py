@@ -35,7 +35,7 @@ from ..observe.events import ChunkProcessed, ItemsTaken
 from ..ops.batching import Batcher, iter_debatch
 from .calls import backoff_delay, bind
 from .emit import Output, Routed
-from .emitter import Emitter, RoutingError
+from .emitter import ROUTING_ERRORS, Emitter
 
 if TYPE_CHECKING:
     from .stagerun import StageRun
@@ -278,7 +278,7 @@ def _accumulator_call(st: StageRun, em: Emitter, resources: dict[str, Any]) -> A
                 if (
                     attempt <= retries
                     and isinstance(exc, retry_on)
-                    and not isinstance(exc, RoutingError)
+                    and not isinstance(exc, ROUTING_ERRORS)
                     and not run.cancelled
                 ):
                     delay = backoff_delay(spec, attempt)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..observe.events import ChunkProcessed
 from .calls import bind
 from .emit import Output, Routed
-from .emitter import Emitter, RoutingError
+from .emitter import ROUTING_ERRORS, Emitter
 
 if TYPE_CHECKING:
     from .stagerun import StageRun
@@ -101,7 +101,7 @@ class Courier:
                         em.emit_value(value)
                         if em.dyn:
                             em.flush_dynamic()
-                    except RoutingError as exc:  # an emission that cannot land: an error row
+                    except ROUTING_ERRORS as exc:  # an emission that cannot land: an error row
                         em.dyn.clear()
                         run.record_error(st, value.item if type(value) is Routed else value,
                                          exc, 1)

@@ -38,7 +38,7 @@ from ..executors import make_executor
 from ..executors.base import Job, Outcome, TaskCancelled, WorkerDied, load_exception
 from ..observe.events import ChunkProcessed, ItemsTaken
 from .emit import Routed
-from .emitter import Emitter, RoutingError
+from .emitter import ROUTING_ERRORS, Emitter
 
 if TYPE_CHECKING:
     from .run import Run
@@ -493,7 +493,7 @@ class RemoteStage:
                     for _i, name, value in group:
                         em.send(name, value)
                     em.flush_dynamic()
-                except RoutingError as exc:
+                except ROUTING_ERRORS as exc:
                     em.dyn.clear()
                     done -= 1
                     failed += 1

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..core.graph import Graph
-from ..errors import CapacityWarning, DefinitionError, StageError, UnknownStageError
+from ..errors import CapacityWarning, StageError
 from ..observe.events import (
     ItemsCancelled,
     ItemsReceived,
@@ -213,12 +213,7 @@ class Run:
         key = (st.spec.pipeline, name)
         hit = self._resolve_cache.get(key)
         if hit is None:
-            try:
-                hit = self.graph.targets(name, st.spec.pipeline)
-            except UnknownStageError:
-                raise
-            except DefinitionError as exc:  # ambiguous: the same rule as at definition time
-                raise UnknownStageError(str(exc)) from None
+            hit = self.graph.targets(name, st.spec.pipeline)  # Unknown/AmbiguousStageError
             self._resolve_cache[key] = hit
         return hit
 

@@ -22,7 +22,7 @@ from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
 from .calls import TimeoutCaller, as_resources, backoff_delay, bind, wants
 from .channel import Channel
 from .emit import Output
-from .emitter import Emitter
+from .emitter import ROUTING_ERRORS, Emitter
 from .fastpath import fast_eligible, run_chunk
 
 if TYPE_CHECKING:
@@ -243,6 +243,7 @@ class StageRun:
                                 break
                             except Exception as exc:  # noqa: BLE001 - an item error, recorded
                                 if (attempt <= retries and isinstance(exc, spec.options["retry_on"])
+                                        and not isinstance(exc, ROUTING_ERRORS)
                                         and not run.cancelled):
                                     em.discard_item_emissions(mark, mark_flushes)
                                     retried += 1

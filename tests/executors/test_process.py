@@ -110,7 +110,7 @@ def test_an_unknown_dynamic_target_is_an_error_row_of_the_sender():
         yield mg.to("nowhere", x)
 
     result = run(mg.Pipeline([lost]), items=[1, 2])
-    assert result.errors["exc_type"].tolist() == ["RoutingError", "RoutingError"]
+    assert result.errors["exc_type"].tolist() == ["UnknownStageError", "UnknownStageError"]
     assert "nowhere" in result.errors["message"][0]
     assert_conserved(result)
 

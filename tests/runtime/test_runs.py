@@ -150,8 +150,8 @@ def test_start_returns_a_handle_with_live_stats():
     try:
         assert entered.wait(10)
         assert not handle.done
-        with pytest.raises(RuntimeError):
-            handle.result()
+        with pytest.raises(TimeoutError):  # result() waits like a future; here, in vain
+            handle.result(timeout=0.1)
         live = handle.stats
         assert list(live.columns) == STATS_COLUMNS
         assert live.loc["work", "status"] == "running"
@@ -411,3 +411,17 @@ def test_a_run_restores_the_sigint_handler():
     before = signal.getsignal(signal.SIGINT)
     mg.Pipeline([mg.processor(abs)]).run(items=[-1], display="none")
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_result_waits_for_the_run_like_a_future():
+    pipe = mg.Pipeline()
+
+    @pipe.producer
+    def slow():
+        for i in range(5):
+            time.sleep(0.02)
+            yield i
+
+    handle = pipe.start(display="none")
+    assert sorted(handle.result(timeout=30).outputs) == [0, 1, 2, 3, 4]
+    assert handle.done

@@ -327,7 +327,7 @@ def test_unknown_route_name_is_an_item_error_and_the_run_continues():
     errors = result.errors
     assert list(errors["stage"]) == ["route"] and errors.loc[0, "item"] == 3
     assert "nowhere" in errors.loc[0, "message"]
-    assert errors.loc[0, "exc_type"] == "RoutingError"
+    assert errors.loc[0, "exc_type"] == "UnknownStageError"
     assert result.ok
     assert_conserved(result)
 
@@ -375,3 +375,23 @@ def test_concurrent_runs_of_one_pipeline_do_not_mix():
     second = pipe.start(items=range(500, 1000), display="none")
     assert sorted(first.wait(timeout=20).outputs) == [2 * x for x in range(500)]
     assert sorted(second.wait(timeout=20).outputs) == [2 * x for x in range(500, 1000)]
+
+
+def test_an_ambiguous_dynamic_name_is_an_item_error_of_its_public_class():
+    pipe = mg.Pipeline("etl")
+    pipe.producer(lambda: [1, 2], name="gen")
+
+    @pipe.processor
+    def route(x, output):
+        output.to("save").emit(x)
+
+    for name in ("load", "other"):
+        with pipe.pipeline(name) as sub:
+            sub.processor(lambda x: x, name="save", dynamic=True)
+
+    result = pipe.run(display="none")
+
+    assert result.errors["exc_type"].tolist() == ["AmbiguousStageError"] * 2
+    assert "etl/load/save" in result.errors["message"][0]
+    assert "etl/other/save" in result.errors["message"][0]
+    assert_conserved(result)
