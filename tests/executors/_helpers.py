@@ -96,3 +96,15 @@ def wait_until(check: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(check())
+
+
+def assert_no_leftover_processes() -> None:
+    """No fork child is alive and every exited child gets reaped.
+
+    Fork children are reaped before their chunk is reported done, so none may be alive now.
+    A zombie can still show up for a moment: a loky worker of a pool dropped earlier in the
+    session (its stage was collected, or its idle timeout expired) is joined by loky's own
+    manager thread a little after it exits. A child nobody reaps stays a zombie for good, so
+    waiting for the table to clear still fails on a real leak."""
+    assert not fork_children(), fork_children()
+    assert wait_until(lambda: not zombies(), timeout=15), zombies()

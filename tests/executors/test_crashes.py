@@ -14,7 +14,7 @@ import pytest
 
 import minigun_nb as mg
 
-from ._helpers import assert_conserved, fork_children, zombies
+from ._helpers import assert_conserved, assert_no_leftover_processes
 
 pytestmark = pytest.mark.timeout(120)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -69,7 +69,7 @@ def test_a_poison_item_ends_as_worker_crashed(backend, kind):
     assert errors["attempts"].tolist() == [2]  # crash_retries=2 crashes, counted alone
     assert result.stats.loc["work", "failed"] == 1
     assert_conserved(result)
-    assert not fork_children() and not zombies()
+    assert_no_leftover_processes()
 
 
 def test_crash_retries_is_an_option():

@@ -10,7 +10,7 @@ import pytest
 
 import minigun_nb as mg
 
-from ._helpers import assert_conserved, fork_children, zombies
+from ._helpers import assert_conserved, assert_no_leftover_processes, fork_children
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,7 +27,7 @@ def test_a_child_returning_10_mb_neither_blocks_nor_deadlocks():
     result = run(mg.Pipeline([big]), items=[1, 2, 3])
     assert sorted(len(b) for b in result.outputs) == [10 << 20] * 3
     assert sorted(b[:1] for b in result.outputs) == [b"\x01", b"\x02", b"\x03"]
-    assert not fork_children() and not zombies()
+    assert_no_leftover_processes()
 
 
 def test_a_child_raising_on_2_of_10_items_costs_only_those_items():
@@ -122,7 +122,7 @@ def test_at_most_workers_children_are_alive():
     watcher.join(5)
     assert sorted(result.outputs) == list(range(12))
     assert 1 <= max(alive) <= 2, alive
-    assert not fork_children() and not zombies()
+    assert_no_leftover_processes()
 
 
 def test_results_stream_back_before_the_child_exits():
@@ -192,4 +192,4 @@ def test_a_cancelling_stop_kills_and_reaps_the_children():
     result = handle.wait(timeout=30)
     assert result.cancelled_items
     assert_conserved(result)
-    assert not fork_children() and not zombies()
+    assert_no_leftover_processes()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import minigun_nb as mg
 
-from ._helpers import assert_conserved, fork_children, zombies
+from ._helpers import assert_conserved, assert_no_leftover_processes
 
 pytestmark = pytest.mark.timeout(120)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -59,7 +59,7 @@ def check_same(items, route="broadcast"):
     assert got.stats[cols].equals(ref.stats[cols]), (got.stats[cols], ref.stats[cols])
     assert got.stats["backend"].tolist() == ["thread", "process", "fork", "thread", "thread"]
     assert_conserved(got)
-    assert not fork_children() and not zombies()
+    assert_no_leftover_processes()
     return got
 
 
