@@ -77,7 +77,7 @@ def operator_loop(self: StageRun, index: int) -> None:
         try:
             resources = self.setup()
         except Exception as exc:  # noqa: BLE001 - no accumulator without its resources
-            run.record_error(self, None, exc, 1, has_item=False)
+            run.record_error(self, None, exc, 1, has_item=False, fatal="setup")
             self.status = "failed"
             self.cancel_remaining(ch)
             return

@@ -549,7 +549,7 @@ class RemoteStage:
         cancel its items, as a thread worker whose setup fails does."""
         self.failed_setup = True
         self.stop_taking = True
-        self._record(None, exc, 1, tb, worker, has_item=False)
+        self._record(None, exc, 1, tb, worker, has_item=False, fatal="worker setup")
         st = self.st
         st.status = "failed"
         if st.channel is not None:
@@ -589,6 +589,7 @@ class RemoteStage:
         tb: str | None = None,
         worker: str | None = None,
         has_item: bool = True,
+        fatal: str | None = None,
     ) -> None:
         run = self.run
         if tb:
@@ -596,7 +597,7 @@ class RemoteStage:
         if has_item:
             run.record_error(self.st, item, exc, attempts)
         else:  # setup/teardown: a row that concerns no item (never re-driven)
-            run.record_error(self.st, None, exc, attempts, has_item=False)
+            run.record_error(self.st, None, exc, attempts, has_item=False, fatal=fatal)
         if not tb and not worker:
             return
         # the row was built in the kernel; give it the worker's traceback and identity

@@ -130,6 +130,9 @@ class Run:
         self.stopping = False
         self.cancelled = False
         self.failure: StageError | None = None
+        #: stages that could not start (their setup failed): the run is "failed" even when
+        #: nothing raises, because their items were cancelled without anybody stopping the run
+        self.broken: list[str] = []
         self.internal: BaseException | None = None
         self.done = threading.Event()
         self.lock = threading.Lock()
@@ -269,27 +272,43 @@ class Run:
         self.publish(ItemsCancelled(st.path, len(items), len(items) if queued else 0))
 
     def record_error(self, st: StageRun, item: Any, exc: BaseException, attempts: int,
-                     count: int = 1, *, has_item: bool = True) -> None:
+                     count: int = 1, *, has_item: bool = True, fatal: str | None = None) -> None:
+        """An error row. ``fatal`` names the phase (``"setup"``) of a failure that leaves
+        the stage unable to run at all: the run ends ``failed`` then, whatever ``on_error``."""
         rec = error_record(st.path, item, exc, attempts, has_item)
         with self.lock:
             self.errors.append(rec)
-        log.warning("item failed in %s: %s: %s", st.path, rec.exc_type, rec.message,
-                    extra=self.log_extra(st.path))
-        for pp, hook in self.graph.hooks.get("on_error", ()):
-            try:
-                hook(exc, item, st.path)
-            except Exception:  # noqa: BLE001 - a broken hook must not break the run
-                log.exception("on_error hook of %r raised", pp or self.graph.name)
+            if fatal:
+                self.broken.append(st.path)
+        if fatal:
+            log.error("%s of %s failed, the stage cannot run: %s: %s", fatal, st.path,
+                      rec.exc_type, rec.message, extra=self.log_extra(st.path))
+        else:
+            log.warning("item failed in %s: %s: %s", st.path, rec.exc_type, rec.message,
+                        extra=self.log_extra(st.path))
+        self.on_error_hooks(exc, item, st.path)
         if st.spec.options["on_error"] == "raise" and self.failure is None:
+            if fatal:
+                what = f"{fatal} of stage {st.path!r} failed"
+            elif has_item:
+                what = f"stage {st.path!r} failed on item {rec.row()['item_repr']}"
+            else:
+                what = f"stage {st.path!r} failed"
             err = StageError(
-                f"stage {st.path!r} failed on item {rec.row()['item_repr']}: "
-                f"{rec.exc_type}: {rec.message}",
+                f"{what}: {rec.exc_type}: {rec.message}",
                 stage=st.path, item=item, remote_traceback=rec.traceback,
             )
             err.__cause__ = exc
             self.failure = err
             log.error("run %s failed in %s", self.run_id, st.path, extra=self.log_extra(st.path))
             self.cancel()
+
+    def on_error_hooks(self, exc: BaseException, item: Any, path: str) -> None:
+        for pp, hook in self.graph.hooks.get("on_error", ()):
+            try:
+                hook(exc, item, path)
+            except Exception:  # noqa: BLE001 - a broken hook must not break the run
+                log.exception("on_error hook of %r raised", pp or self.graph.name)
 
     def fail_internal(self, st: StageRun, exc: BaseException) -> None:
         if self.internal is None:
@@ -339,6 +358,7 @@ class Run:
             rec = error_record("<items>", None, exc, 1, has_item=False)
             with self.lock:
                 self.errors.append(rec)
+            self.on_error_hooks(exc, None, "<items>")
         finally:
             for g in self.external.get(FEEDER, ()):
                 g.sender_done()
@@ -359,7 +379,7 @@ class Run:
 
     def _finish(self) -> None:
         self.finished = time.monotonic()
-        status = ("failed" if self.failure or self.internal else "cancelled" if self.cancelled
+        status = ("failed" if self.failure or self.internal or self.broken else "cancelled" if self.cancelled
                   else "stopped" if self.stopping else "done")
         self.publish(RunFinished(self.finished, status))
         log.debug("run %s finished: %s", self.run_id, status, extra=self.log_extra())

@@ -167,7 +167,7 @@ class StageRun:
         try:
             resources = self.setup()
         except Exception as exc:  # noqa: BLE001 - no worker without its resources
-            run.record_error(self, None, exc, 1, has_item=False)
+            run.record_error(self, None, exc, 1, has_item=False, fatal="setup")
             self.status = "failed"
             self.cancel_remaining(ch)
             return

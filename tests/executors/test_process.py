@@ -256,6 +256,7 @@ def test_a_failing_setup_is_one_error_row_and_the_stage_cancels_its_items():
     assert result.errors["exc_type"].tolist() == ["RuntimeError"]
     assert result.outputs == []
     assert result.stats.loc["use", "status"] == "failed"
+    assert result.status == "failed" and not result.ok
     assert_conserved(result)
 
 

@@ -181,6 +181,7 @@ def test_accumulator_whose_setup_fails_records_it_and_the_run_ends():
     assert result.errors["exc_type"].tolist() == ["OSError"]
     assert result.failed_items("save") == []  # the row concerns no item
     assert result.stats.loc["save", "status"] == "failed"
+    assert not result.ok
     assert_conserved(result, "save")
 
 

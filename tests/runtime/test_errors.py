@@ -108,8 +108,7 @@ def test_retry_on_limits_what_is_retried():
         attempts.append(x)
         raise TypeError("not retried")
 
-    result = one_stage(wrong_type, retries=3, retry_on=(ValueError,)).run(
-        items=[1], display="none")
+    result = one_stage(wrong_type, retries=3, retry_on=(ValueError,)).run(items=[1], display="none")
     assert attempts == [1]
     assert list(result.errors["attempts"]) == [1]
     assert result.stats.loc["f", "retried"] == 0
@@ -126,8 +125,7 @@ def test_a_retried_generator_does_not_emit_twice():
         yield ("second", x)
 
     result = one_stage(half_then_fail, retries=1).run(items=range(5), display="none")
-    assert sorted(result.outputs) == sorted((k, x) for k in ("first", "second")
-                                            for x in range(5))
+    assert sorted(result.outputs) == sorted((k, x) for k in ("first", "second") for x in range(5))
     assert result.stats.loc["f", "items_out"] == 10
 
 
@@ -252,11 +250,44 @@ def test_setup_failure_is_an_error_row_and_the_run_ends():
     def bad_setup():
         raise ConnectionRefusedError("no db")
 
-    result = one_stage(lambda x: x, setup=bad_setup).run(items=range(5), display="none")
+    seen = []
+    pipe = one_stage(lambda x: x, setup=bad_setup)
+    pipe.on_error(lambda exc, item, stage: seen.append((type(exc).__name__, item, stage)))
+    result = pipe.run(items=range(5), display="none")  # on_error="collect": returned
     assert "ConnectionRefusedError" in set(result.errors["exc_type"])
     assert result.stats.loc["f", "status"] == "failed"
     assert result.failed_items("f") == []
+    assert sorted(result.cancelled_items) == [0, 1, 2, 3, 4]
+    # the stage never ran and its items were cancelled without a stop: the run failed
+    assert result.status == "failed" and not result.ok and result.error is None
+    assert seen and set(seen) == {("ConnectionRefusedError", None, "f")}
     assert_conserved(result)
+
+
+def test_setup_failure_with_on_error_raise_names_the_setup():
+    def bad_setup():
+        raise ConnectionRefusedError("no db")
+
+    pipe = one_stage(lambda x: x, setup=bad_setup, on_error="raise")
+    with pytest.raises(
+        mg.StageError, match=r"setup of stage 'f' failed: ConnectionRefusedError: no db"
+    ) as info:
+        pipe.run(items=range(5), display="none")
+    assert info.value.stage == "f" and info.value.item is None
+
+
+def test_a_failing_items_iterable_is_an_error_row_and_calls_on_error():
+    def items():
+        yield 1
+        raise OSError("disk gone")
+
+    seen = []
+    pipe = one_stage(lambda x: x * 10)
+    pipe.on_error(lambda exc, item, stage: seen.append((type(exc).__name__, item, stage)))
+    result = pipe.run(items=items(), display="none")
+    assert result.outputs == [10]
+    assert result.errors["stage"].tolist() == ["<items>"]
+    assert seen == [("OSError", None, "<items>")]
 
 
 def test_timeout_covers_the_iteration_of_a_generator_stage():
