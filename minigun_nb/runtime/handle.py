@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..core.graph import resolve
@@ -95,6 +95,11 @@ def _now() -> float:
     return time.monotonic()
 
 
+#: called with every finished run's RunResult, in this process (the headless runner counts
+#: failures with it); a listener that raises is logged
+RESULT_LISTENERS: list[Callable[[RunResult], None]] = []
+
+
 def _supervise(handle: RunHandle, run: Run, pipe: Pipeline) -> None:
     collector = run.collector
     try:
@@ -108,6 +113,9 @@ def _supervise(handle: RunHandle, run: Run, pipe: Pipeline) -> None:
             cancelled_items=run.cancelled_items, status=snapshot.status,
             outputs_dropped=run.outputs_dropped,
         )
+        if run.failure is not None:  # after_run sees the failure too
+            run.failure.result = result  # type: ignore[attr-defined]
+            result.error = run.failure
         handle._result = result
         for pp, hook in run.graph.hooks.get("after_run", ()):
             try:
@@ -115,6 +123,11 @@ def _supervise(handle: RunHandle, run: Run, pipe: Pipeline) -> None:
             except Exception:  # noqa: BLE001 - logged; the result stands
                 log.exception("after_run hook of %r raised", pp or run.graph.name)
         collector.notify_snapshot(snapshot)
+        for listener in list(RESULT_LISTENERS):
+            try:
+                listener(result)
+            except Exception:  # noqa: BLE001 - logged; the result stands
+                log.exception("result listener %r raised", listener)
     finally:
         pipe._running -= 1
         handle._finished.set()

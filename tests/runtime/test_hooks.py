@@ -43,11 +43,13 @@ def test_run_hooks_fire_once_per_run():
 def test_after_run_fires_after_a_failed_run_with_ok_false():
     results = []
     pipe = mg.Pipeline([mg.processor(lambda x: 1 / x, name="invert", on_error="raise")])
-    pipe.after_run(results.append)
-    with pytest.raises(mg.StageError):
+    pipe.after_run(lambda r: results.append((r, r.error)))  # the error as the hook saw it
+    with pytest.raises(mg.StageError) as info:
         pipe.run(items=[1, 0, 2], display="none")
     assert len(results) == 1
-    assert results[0].ok is False and results[0].status == "failed"
+    result, error_seen = results[0]
+    assert result.ok is False and result.status == "failed"
+    assert error_seen is info.value and error_seen.stage == "invert"
 
 
 def test_on_error_receives_exception_item_and_stage_path():
