@@ -103,6 +103,13 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:  # pragma: no cover - wired by the magic issue
     """``%load_ext minigun_nb``: registers the ``%%minigun`` cell magic (imported lazily)."""
-    from .notebook.magic import load_ipython_extension as _load
-
+    try:
+        from .notebook.magic import load_ipython_extension as _load
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.notebook.magic":
+            raise
+        raise ImportError(
+            "%load_ext minigun_nb: the %%minigun cell magic is not built yet in this version; "
+            "define pipelines with the Python API (mg.Pipeline, @pipe.processor, ...)"
+        ) from None
     _load(ipython)
