@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import pickle
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -145,14 +146,32 @@ class Unpicklable(NamedTuple):
     message: str
 
 
-def dumps(obj: Any) -> bytes:
-    """pickle (fast) with a cloudpickle fallback (lambdas, classes defined in a notebook)."""
-    try:
-        return pickle.dumps(obj, protocol=5)
-    except Exception:  # noqa: BLE001 - any pickling failure: try the general pickler
-        import cloudpickle
+def _by_reference_only(data: bytes) -> bool:
+    """Whether plain pickle stored a class or function by a name the worker cannot import:
+    one defined in ``__main__`` (a notebook cell, a script) or in a module registered with
+    ``cloudpickle.register_pickle_by_value``. Such data must go by value (cloudpickle).
+    A payload that merely contains the text takes the slower path, harmlessly."""
+    if b"__main__" in data:
+        return True
+    cp = sys.modules.get("cloudpickle.cloudpickle")
+    for name in getattr(cp, "_PICKLE_BY_VALUE_MODULES", ()):
+        if name.encode() in data:
+            return True
+    return False
 
-        return cloudpickle.dumps(obj, protocol=5)
+
+def dumps(obj: Any) -> bytes:
+    """pickle (fast) unless the object needs cloudpickle (lambdas, classes defined in a
+    notebook: by value, since the worker cannot import them by name)."""
+    try:
+        data = pickle.dumps(obj, protocol=5)
+        if not _by_reference_only(data):
+            return data
+    except Exception:  # noqa: BLE001 - any pickling failure: try the general pickler
+        pass
+    import cloudpickle
+
+    return cloudpickle.dumps(obj, protocol=5)
 
 
 #: pickled data: plain bytes, or (bytes, buffers) with large binary buffers (numpy arrays,
@@ -161,15 +180,18 @@ Payload = Any
 
 
 def dumps_oob(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
-    """Protocol-5 pickle with out-of-band buffers (cloudpickle fallback)."""
+    """Protocol-5 pickle with out-of-band buffers (cloudpickle when :func:`dumps` would)."""
     bufs: list[pickle.PickleBuffer] = []
     try:
-        return pickle.dumps(obj, protocol=5, buffer_callback=bufs.append), bufs
+        data = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+        if not _by_reference_only(data):
+            return data, bufs
     except Exception:  # noqa: BLE001 - lambdas, classes defined in a notebook
-        import cloudpickle
+        pass
+    import cloudpickle
 
-        bufs = []
-        return cloudpickle.dumps(obj, protocol=5, buffer_callback=bufs.append), bufs
+    bufs = []
+    return cloudpickle.dumps(obj, protocol=5, buffer_callback=bufs.append), bufs
 
 
 def pack(obj: Any, oob: bool) -> Payload:

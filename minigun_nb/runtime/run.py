@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import sys
 import threading
 import time
 import uuid
@@ -31,6 +33,7 @@ from ..observe.events import (
 from ..observe.stats import StatsCollector
 from .calls import ErrorRecord, error_record
 from .channel import CANCELLED, OK
+from .emitter import RoutingError
 from .stagerun import MAX_CHUNK, StageRun
 
 if TYPE_CHECKING:
@@ -175,10 +178,11 @@ class Run:
             got = min(want, allowed)
             left[pool] = max(0, left[pool] - got)
             if got < want:
+                option = {"thread": "max_threads", "process": "max_processes"}[pool]
                 warnings.warn(
-                    f"stage {p!r} asked for workers={want} but max_{pool}s="
-                    f"{caps[pool]} leaves it {got}; raise max_{pool}s or lower workers.",
-                    CapacityWarning, stacklevel=4,
+                    f"stage {p!r} asked for workers={want} but {option}="
+                    f"{caps[pool]} leaves it {got}; raise {option} or lower workers.",
+                    CapacityWarning, stacklevel=_user_stacklevel(),
                 )
             out[p] = got
         return out
@@ -218,6 +222,12 @@ class Run:
         if hit is None:
             hit = self.graph.targets(name, st.spec.pipeline)  # Unknown/AmbiguousStageError
             self._resolve_cache[key] = hit
+        if not hit:  # a nested pipeline with no entry stage: nothing would receive the item
+            raise RoutingError(
+                f"{name!r} is a nested pipeline with no entry stage to receive the item (its "
+                f"stages are all dynamic=True, or it has none); route to one of its stages by "
+                f"path, e.g. {name + '/<stage>'!r}"
+            )
         return hit
 
     # -- moving items ----------------------------------------------------------------------
@@ -418,3 +428,15 @@ def _iter_items(items: Any) -> Iterable[Any]:
     if pd is not None and isinstance(items, pd.DataFrame):
         return (items.iloc[i:i + MAX_CHUNK] for i in range(0, len(items), MAX_CHUNK))
     return items
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside minigun_nb (the
+    user's ``run()`` call), counted from the caller of ``warnings.warn``."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -47,6 +47,34 @@ pipe.processor(lambda pair: (pair[0] + 1, pair[1]), name="inc", backend="process
     assert_conserved(result)
 
 
+@pytest.mark.parametrize("backend", ["process", "fork", "thread"])
+def test_items_of_a_class_defined_in_a_notebook_cell_travel_by_value(backend, monkeypatch):
+    # In a kernel a cell's globals are __main__'s, so plain pickle succeeds and stores the
+    # class as "__main__.Reading", a name a worker process cannot import.
+    cell = notebook(
+        f"""
+from dataclasses import dataclass
+import minigun_nb as mg
+
+@dataclass
+class Reading:
+    sensor: str
+    value: float
+
+pipe = mg.Pipeline("nb")
+pipe.processor(lambda r: Reading(r.sensor.upper(), r.value * 2), name="double",
+               backend={backend!r}, workers=2)
+items = [Reading(f"s{{i}}", float(i)) for i in range(30)]
+"""
+    )
+    monkeypatch.setattr(sys.modules["__main__"], "Reading", cell["Reading"], raising=False)
+    result = run(cell["pipe"], items=cell["items"])
+    assert result.errors.empty, result.errors[["exc_type", "message"]].to_dict("records")
+    got = sorted((r.sensor, r.value) for r in result.outputs)
+    assert got == sorted((f"S{i}", 2.0 * i) for i in range(30))
+    assert_conserved(result)
+
+
 def test_a_closure_defined_in_a_function_runs_in_a_worker():
     offset = 10
 
@@ -307,6 +335,7 @@ def test_max_processes_caps_workers_with_one_capacity_warning():
         result = run(pipe, items=range(10))
     capacity = [w for w in caught if issubclass(w.category, mg.CapacityWarning)]
     assert len(capacity) == 1 and "'b'" in str(capacity[0].message)
+    assert "but max_processes=3 leaves it 1; raise max_processes" in str(capacity[0].message)
     assert result.stats["workers"].tolist() == [2, 1]
     assert sorted(result.outputs) == list(range(10))
 

@@ -124,6 +124,8 @@ def test_max_threads_caps_workers_with_a_warning_per_stage():
     capacity = [w for w in caught if issubclass(w.category, mg.CapacityWarning)]
     assert len(capacity) == 2
     assert "'a'" in str(capacity[0].message) and "'b'" in str(capacity[1].message)
+    assert "max_threads=4" in str(capacity[0].message)
+    assert capacity[0].filename == __file__  # points at the user's run() call
     workers = result.stats["workers"]
     assert workers["a"] >= 1 and workers["b"] >= 1
     assert workers["a"] + workers["b"] <= 4

@@ -332,6 +332,28 @@ def test_unknown_route_name_is_an_item_error_and_the_run_continues():
     assert_conserved(result)
 
 
+def test_a_route_to_a_nested_pipeline_without_entry_stage_is_an_item_error():
+    # every stage of "archive" is dynamic=True: the pipeline name has nobody to receive items
+    pipe = mg.Pipeline("root")
+    pipe.producer(lambda: range(6), name="gen")
+
+    @pipe.processor
+    def route(x):
+        yield mg.to("archive" if x % 2 else "archive/store", x)
+
+    with pipe.pipeline("archive"):
+        pipe.processor(lambda x: ("stored", x), name="store", dynamic=True)
+
+    result = pipe.run(display="none")
+    assert sorted(result.outputs) == [("stored", 0), ("stored", 2), ("stored", 4)]
+    errors = result.errors
+    assert sorted(errors["item"]) == [1, 3, 5] and set(errors["stage"]) == {"route"}
+    assert set(errors["exc_type"]) == {"RoutingError"}
+    assert "'archive' is a nested pipeline with no entry stage" in errors.loc[0, "message"]
+    assert "'archive/<stage>'" in errors.loc[0, "message"]
+    assert_conserved(result)
+
+
 def test_a_dynamic_stage_with_to_sends_on():
     pipe = mg.Pipeline("dyn_to")
     pipe.producer(lambda: range(10), name="gen")
