@@ -115,8 +115,9 @@ class Executor(Protocol):
 
     #: tasks in flight per worker (2 hides the round trip of a pool; 1 when a task is a process)
     depth: int
-    #: True when a crash only loses the task that crashed (forks, Dask); False when it breaks
-    #: every task in flight (a loky pool), so crashes must be isolated to be attributed
+    #: True when a crash only loses the task that crashed (fork children); False when it loses
+    #: every task the dead worker held (a loky pool, a Dask worker), so crashes must be
+    #: isolated to be attributed
     isolates_crashes: bool
     #: the automatic chunk size aims at about this much work per chunk
     target_seconds: float

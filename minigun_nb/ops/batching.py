@@ -60,9 +60,19 @@ class BatchItemError(Exception):
     """An incoming item the batcher refuses (message says why; state is unchanged)."""
 
 
-def _pandas() -> Any:
-    """Return the pandas module if it is already imported, else None."""
-    return sys.modules.get("pandas")
+def loaded_pandas() -> Any:
+    """The pandas module if it is fully imported, else None (never imports it).
+
+    Another thread may be importing pandas right now (a notebook reading ``handle.stats``
+    during a run): its half-initialised module has no ``DataFrame`` yet, and no item can be
+    a DataFrame of it, so it counts as not loaded."""
+    pd = sys.modules.get("pandas")
+    if pd is None or getattr(getattr(pd, "__spec__", None), "_initializing", False):
+        return None
+    return pd
+
+
+_pandas = loaded_pandas
 
 
 def _is_frame(item: Any) -> bool:

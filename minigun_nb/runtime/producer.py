@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from collections import deque
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,12 @@ class Courier:
         self.courier_waiting = False
         self.producer_waiting = False
         self.closed = False
+        # busy time of the producer = wall time not spent waiting for room (or finished);
+        # the courier reports it with each chunk, so a producer's busy column is live
+        self.t_report = time.perf_counter()
+        self.waited = 0.0  # seconds the producer has waited, in total
+        self.wait_start: float | None = None  # set while it waits (or once it has finished)
+        self.waited_reported = 0.0
         self.thread = threading.Thread(target=self._run, daemon=True,
                                        name=f"mg-{st.run.graph.name}-{st.path}-courier")
         self.thread.start()
@@ -63,11 +70,28 @@ class Courier:
 
     def wait_for_room(self) -> None:
         q = self.queue
+        self.wait_start = start = time.perf_counter()
         with self.cond:
             self.producer_waiting = True
             while len(q) >= self.limit and self.thread.is_alive() and not self.st.run.cancelled:
                 self.cond.wait(0.1)
             self.producer_waiting = False
+        self.waited += time.perf_counter() - start
+        self.wait_start = None
+
+    def producer_done(self) -> None:
+        """The producer function returned: from now on its time is not busy time."""
+        self.wait_start = time.perf_counter()
+
+    def busy_since_report(self) -> float:
+        """Seconds the producer spent in its function since the last report (courier side)."""
+        now = time.perf_counter()
+        waited, started = self.waited, self.wait_start
+        if started is not None:
+            waited += max(0.0, now - started)
+        busy = max(0.0, (now - self.t_report) - (waited - self.waited_reported))
+        self.t_report, self.waited_reported = now, waited
+        return busy
 
     def close(self) -> None:
         with self.cond:
@@ -108,7 +132,8 @@ class Courier:
                         run.publish(ChunkProcessed(st.path, 0, 1, 0, 0, 0, 0.0))
             em.flush()
             if em.count != em.reported:
-                run.publish(ChunkProcessed(st.path, 0, 0, 0, em.count - em.reported, 0, 0.0))
+                run.publish(ChunkProcessed(st.path, 0, 0, 0, em.count - em.reported, 0,
+                                           self.busy_since_report()))
                 em.reported = em.count
 
 
@@ -143,13 +168,18 @@ def producer_loop(st: StageRun, index: int) -> None:
                     break
             if isinstance(result, GeneratorType):
                 result.close()  # a draining stop: run the generator's finally blocks
+        courier.producer_done()
         if not run.stopping:
             st.status = "done"  # else stage_finished says "stopped" or "cancelled"
     except Exception as exc:  # noqa: BLE001 - a failing producer is an error row
+        courier.producer_done()
         courier.close()  # what it produced before failing still flows
         st.status = "failed"
         run.record_error(st, None, exc, 1, has_item=False)
         run.publish(ChunkProcessed(st.path, 0, 1, 0, 0, 0, 0.0))
     finally:
         courier.close()
+        busy = courier.busy_since_report()  # what the last chunk's report did not cover
+        if busy > 0:
+            run.publish(ChunkProcessed(st.path, 0, 0, 0, 0, 0, busy))
         st.teardown(resources)

@@ -10,8 +10,8 @@ worker's pid and host), the same ``ordered`` release and the same cancel account
 
 Crashes: a task whose worker died is not the items' fault at first: a crashed multi-item task
 is re-run item by item, uncounted. A single-item task that crashes counts against its item
-when the crash can be attributed to it (fork children and Dask tasks die alone; in a loky pool
-a crash breaks every task in flight, so those items are re-run *isolated*, one at a time with
+when the crash can be attributed to it (fork children die alone; a loky or Dask worker that
+dies loses every task it holds, so those items are re-run *isolated*, one at a time with
 nothing else in flight). An item that crashes ``crash_retries`` times is a ``WorkerCrashed``
 error row. A worker ended by its ``timeout`` watchdog records ``TimeoutError``.
 """

@@ -87,7 +87,10 @@ class RunResult:
         """The error table: one row per failed item."""
         import pandas as pd
 
-        return pd.DataFrame([e.row() for e in self._errors], columns=ERROR_COLUMNS)
+        frame = pd.DataFrame([e.row() for e in self._errors], columns=ERROR_COLUMNS)
+        # the items themselves, untouched: no int -> numpy scalar, no None -> NaN
+        frame["item"] = pd.Series([e.item for e in self._errors], index=frame.index, dtype=object)
+        return frame
 
     def failed_items(self, stage: str | None = None) -> list[Any]:
         """The items that failed (in ``stage``, a path or a name), to re-drive them.

@@ -31,6 +31,7 @@ from ..observe.events import (
     StageInfo,
 )
 from ..observe.stats import StatsCollector
+from ..ops.batching import loaded_pandas
 from .calls import ErrorRecord, error_record
 from .channel import CANCELLED, OK
 from .emitter import RoutingError
@@ -243,7 +244,7 @@ class Run:
             # a draining stop: what a routing cycle feeds back into itself (a crawler's new
             # links) is new work, not work in flight, so it is cancelled and the cycle ends
             self.publish(ItemsReceived(dst.path, len(items)))
-            self.cancel_items(dst, items)
+            self.cancel_items(dst, items, queued=True)  # received, never taken
             return True
         if group.cyclic:
             group.add_pending(len(items))
@@ -255,7 +256,7 @@ class Run:
                 self.publish(ItemsReceived(dst.path, len(piece)))
             elif status == CANCELLED:
                 self.publish(ItemsReceived(dst.path, len(piece)))
-                self.cancel_items(dst, piece)
+                self.cancel_items(dst, piece, queued=True)  # received, never taken
                 if group.cyclic:
                     group.add_pending(-len(piece))
             else:  # closed: only an undeclared dynamic route can meet a finished stage
@@ -310,6 +311,7 @@ class Run:
             )
             err.__cause__ = exc
             self.failure = err
+            st.status = "failed"  # the stage that failed the run; the others are cancelled
             log.error("run %s failed in %s", self.run_id, st.path, extra=self.log_extra(st.path))
             self.cancel()
 
@@ -349,13 +351,19 @@ class Run:
         """Send every item of ``items=`` to every entry stage."""
         entries = [self.stages[p] for p in self.graph.entries]
         src = _Feeder()
+        # never read further ahead than the smallest entry queue holds: what is pulled from
+        # the iterable is in flight, and a draining stop delivers it
+        limit = min([MAX_CHUNK, *(e.spec.options["queue_size"] for e in entries)])
         try:
             buf: list[Any] = []
-            for item in _iter_items(self.items):
-                if self.stopping:
+            it = iter(_iter_items(self.items))
+            while not self.stopping:  # checked before pulling: a pulled item is delivered
+                try:
+                    item = next(it)
+                except StopIteration:
                     break
                 buf.append(item)
-                if len(buf) >= MAX_CHUNK or any(e.channel.hungry for e in entries):  # type: ignore[union-attr]
+                if len(buf) >= limit or any(e.channel.hungry for e in entries):  # type: ignore[union-attr]
                     for e in entries:
                         self.deliver(src, e, buf)  # type: ignore[arg-type]
                     buf = []
@@ -422,9 +430,7 @@ class _Feeder:
 
 
 def _iter_items(items: Any) -> Iterable[Any]:
-    import sys
-
-    pd = sys.modules.get("pandas")
+    pd = loaded_pandas()
     if pd is not None and isinstance(items, pd.DataFrame):
         return (items.iloc[i:i + MAX_CHUNK] for i in range(0, len(items), MAX_CHUNK))
     return items

@@ -125,15 +125,17 @@ def test_the_address_in_the_environment_is_used(client, monkeypatch):
     assert set(result.outputs) == {client.scheduler.address}
 
 
-def test_a_cluster_started_for_the_run_does_not_outlive_it():
-    def spawned():
-        # loky workers and the interpreter-wide resource tracker are not the run's cluster
-        return {
-            p
-            for p, _state, cmd in descendants()
-            if "popen_loky" not in cmd and "resource_tracker" not in cmd
-        }
+def spawned():
+    """Our descendants that may belong to a run's cluster (loky workers and the
+    interpreter-wide resource tracker do not)."""
+    return {
+        p
+        for p, _state, cmd in descendants()
+        if "popen_loky" not in cmd and "resource_tracker" not in cmd
+    }
 
+
+def test_a_cluster_started_for_the_run_does_not_outlive_it():
     before = spawned()
     cell = notebook("def double(x):\n    return 2 * x\n")
     pipe = mg.Pipeline([mg.processor(cell["double"], backend="dask", workers=2)])
@@ -155,3 +157,107 @@ def test_without_dask_installed_the_error_names_the_extra(monkeypatch):
     pipe.processor(lambda x: x, name="f", backend="dask")
     with pytest.raises(mg.DefinitionError, match=r"pip install minigun_nb\[dask\]"):
         pipe.run(display="none")
+
+
+# -- worker deaths and concurrency (a cluster started for the run) --------------------------------
+CRASHING = """
+import os
+import signal
+def build(kind, poison, marker=None, **opts):
+    def work(x):
+        if x == poison and (marker is None or not os.path.exists(marker)):
+            if marker is not None:
+                open(marker, "w").close()
+            if kind == "SIGKILL":
+                os.kill(os.getpid(), signal.SIGKILL)
+            os._exit(3)
+        return x
+    return mg.Pipeline([mg.processor(work, backend="dask", workers=2, **opts)])
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(("kind", "crash_retries"), [("os._exit", None), ("SIGKILL", 3)])
+def test_a_poison_item_ends_as_worker_crashed_and_costs_no_other_item(kind, crash_retries):
+    # the job used to be scattered once: workers dying took it with them and the remaining
+    # tasks came back cancelled, with no error row
+    before = spawned()
+    opts = {} if crash_retries is None else {"crash_retries": crash_retries}
+    pipe = notebook(CRASHING, mg=mg)["build"](kind, 7, **opts)
+    result = pipe.run(items=range(20), display="none")
+    assert sorted(result.outputs) == [x for x in range(20) if x != 7]
+    errors = result.errors
+    assert errors["exc_type"].tolist() == ["WorkerCrashed"]
+    assert errors["item"].tolist() == [7]
+    assert errors["attempts"].tolist() == [crash_retries or 2]  # crashes counted alone
+    row = result.stats.loc["work"]
+    assert (row["done"], row["failed"], row["cancelled"]) == (19, 1, 0)
+    assert result.cancelled_items == []
+    assert_conserved(result)
+    assert wait_until(lambda: spawned() <= before, 15), spawned() - before
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_that_dies_once_costs_no_item(tmp_path):
+    marker = tmp_path / "crashed"
+    pipe = notebook(CRASHING, mg=mg)["build"]("os._exit", 3, marker=str(marker))
+    result = pipe.run(items=range(20), display="none")
+    assert marker.exists()
+    assert sorted(result.outputs) == list(range(20))
+    assert result.errors.empty, result.errors[["item", "exc_type", "message"]]
+    assert_conserved(result)
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_of_a_given_cluster_that_dies_costs_no_item(client, tmp_path):
+    # the restarted worker lacks the job: it asks for it and gets the task again with it
+    marker = tmp_path / "crashed"
+    work = notebook(
+        "import os\n"
+        "def work(x):\n"
+        "    if x == 3 and not os.path.exists(marker):\n"
+        "        open(marker, 'w').close()\n"
+        "        os._exit(3)\n"
+        "    return x\n",
+        marker=str(marker),
+    )["work"]
+    pipe = mg.Pipeline([mg.processor(work, backend="dask", workers=2)], dask_client=client)
+    result = pipe.run(items=range(20), display="none")
+    assert marker.exists()
+    assert sorted(result.outputs) == list(range(20))
+    assert result.errors.empty, result.errors[["item", "exc_type", "message"]]
+    assert_conserved(result)
+    assert wait_until(lambda: len(client.scheduler_info()["workers"]) == 2, 30)
+
+
+@pytest.mark.timeout(90)
+def test_workers_is_the_number_of_concurrent_calls(tmp_path):
+    # each call holds a file while it runs and waits (a bounded while) to see `workers`
+    # of them: fewer concurrent calls show as a lower peak, more as a higher one
+    cell = notebook(
+        """
+import os
+import time
+def work(x):
+    mine = os.path.join(folder, str(x))
+    open(mine, "w").close()
+    peak = len(os.listdir(folder))
+    give_up = time.monotonic() + 10
+    while peak < 3 and time.monotonic() < give_up:
+        time.sleep(0.01)
+        peak = max(peak, len(os.listdir(folder)))
+    time.sleep(0.05)
+    peak = max(peak, len(os.listdir(folder)))
+    os.remove(mine)
+    return peak, os.getpid()
+""",
+        folder=str(tmp_path),
+    )
+    before = spawned()
+    stage = mg.processor(cell["work"], backend="dask", workers=3, chunk_size=1)
+    result = mg.Pipeline([stage]).run(items=range(9), display="none")
+    assert len(result.outputs) == 9
+    assert max(peak for peak, _pid in result.outputs) == 3
+    assert len({pid for _peak, pid in result.outputs}) == 3  # one worker process per call
+    assert_conserved(result)
+    assert wait_until(lambda: spawned() <= before, 15), spawned() - before

@@ -15,6 +15,7 @@ def assert_conserved(result, *stages):
         row = stats.loc[stage]
         assert row.items_in == row.done + row.failed + row.cancelled, (stage, row.to_dict())
         assert row.in_flight == 0, (stage, row.to_dict())
+        assert row.queue_depth == 0, (stage, row.to_dict())
 
 
 def sample_frame(n=100, start=0):

@@ -20,6 +20,7 @@ def assert_conserved(result: Any) -> None:
         assert row["items_in"] == row["done"] + row["failed"] + row["cancelled"], (
             path, row[["items_in", "done", "failed", "cancelled"]].to_dict())
         assert row["in_flight"] == 0, path
+        assert row["queue_depth"] == 0, (path, row["queue_depth"])  # a finished run holds nothing
         assert row["failed"] <= rows[path], (path, row["failed"], rows[path])
     assert int(stats["cancelled"].sum()) == len(result.cancelled_items)
 

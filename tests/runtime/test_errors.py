@@ -306,3 +306,26 @@ def test_timeout_covers_the_iteration_of_a_generator_stage():
     assert sorted(result.outputs) == [(0, "end"), (0, "start"), (2, "end"), (2, "start")]
     assert list(result.errors["exc_type"]) == ["TimeoutError"]
     assert_conserved(result)
+
+
+def test_the_error_table_keeps_the_items_themselves():
+    pipe = mg.Pipeline("items")
+
+    @pipe.producer
+    def gen():
+        yield from (5, 6, (1, 2), [3])
+        raise OSError("source gone")
+
+    @pipe.processor
+    def f(x):
+        if x != 6:
+            raise ValueError(x)
+        return x
+
+    errors = pipe.run(display="none").errors
+    assert errors["item"].dtype == object
+    by_stage = {stage: list(group["item"]) for stage, group in errors.groupby("stage")}
+    assert by_stage["gen"] == [None] and by_stage["gen"][0] is None  # not NaN
+    items = by_stage["f"]
+    assert sorted(map(repr, items)) == sorted(map(repr, [5, (1, 2), [3]]))
+    assert {type(v) for v in items} == {int, tuple, list}  # not numpy scalars

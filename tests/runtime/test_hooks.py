@@ -50,6 +50,7 @@ def test_after_run_fires_after_a_failed_run_with_ok_false():
     result, error_seen = results[0]
     assert result.ok is False and result.status == "failed"
     assert error_seen is info.value and error_seen.stage == "invert"
+    assert result.stats.loc["invert", "status"] == "failed"  # the stage that failed the run
 
 
 def test_on_error_receives_exception_item_and_stage_path():

@@ -148,3 +148,18 @@ def test_a_run_loads_no_display_either():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=25)
     assert out.stdout.strip() == ""
+
+
+def test_a_producer_reports_the_time_spent_in_its_function_as_busy():
+    pipe = mg.Pipeline("slow_source")
+
+    @pipe.producer
+    def gen():
+        for i in range(15):
+            time.sleep(0.01)  # the work of producing: busy, not waiting for room
+            yield i
+
+    pipe.consumer(lambda x: None, name="sink")
+    stats = pipe.run(display="none").stats
+    assert stats.loc["gen", "busy"] > 0.5, stats["busy"]
+    assert stats.loc["sink", "busy"] < stats.loc["gen", "busy"]

@@ -208,6 +208,36 @@ def test_stop_drain_lets_in_flight_items_finish():
     assert_conserved(result)
 
 
+def test_items_feeder_reads_ahead_no_more_than_the_entry_queue_and_stops_on_a_drain():
+    pulled = itertools.count(1)
+    last = [0]
+
+    def endless():
+        for i in itertools.count():
+            last[0] = next(pulled)
+            yield i
+
+    seen = threading.Event()
+
+    @mg.processor(queue_size=10)
+    def slow(x):
+        if x >= 30:
+            seen.set()
+        time.sleep(0.005)
+        return x
+
+    handle = mg.Pipeline([slow]).start(items=endless(), display="none")
+    assert seen.wait(20)
+    ahead = last[0] - handle.stats.loc["slow", "done"]
+    handle.stop()
+    result = handle.wait(timeout=20)
+    # the queue (10) plus one chunk of at most 10 plus the item in hand, not 1000 items
+    assert ahead <= 25, ahead
+    assert result.stats.loc["slow", "items_in"] == last[0] <= 30 + 25
+    assert result.outputs == list(range(last[0])) and result.stopped
+    assert_conserved(result)
+
+
 def test_stop_without_drain_cancels_and_loses_nothing():
     gate, entered = threading.Event(), threading.Event()
     handle = gated_pipeline(gate, entered, n=100, workers=2).start(display="none")
@@ -226,6 +256,26 @@ def test_stop_without_drain_cancels_and_loses_nothing():
     assert_conserved(result)
     # every item is accounted for: output, or cancelled somewhere on the way
     assert sorted(result.outputs + result.cancelled_items) == list(range(100))
+
+
+def test_a_cancel_while_a_producer_still_pushes_leaves_no_queue_depth():
+    @mg.producer
+    def endless():
+        yield from itertools.count()
+
+    @mg.processor(workers=2, queue_size=50)
+    def work(x):
+        time.sleep(0.002)
+        return x
+
+    handle = (endless | work).start(display="none")
+    deadline = time.monotonic() + 10
+    while handle.stats.loc["work", "done"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    handle.stop(drain=False)
+    result = handle.wait(timeout=10)
+    assert result.status == "cancelled" and result.stats.loc["work", "cancelled"] > 0
+    assert_conserved(result)  # queue_depth 0 too: items put after the cancel left the queue
 
 
 def test_second_run_after_a_cancel_works():
