@@ -221,6 +221,19 @@ def _known(root_name: str, scopes: Mapping[str, Mapping[str, tuple[str, str]]]) 
 def _lookup(
     root_name: str, scopes: Mapping[str, Mapping[str, tuple[str, str]]], name: str, origin: str
 ) -> tuple[str, str]:
+    return _lookup_settled(root_name, scopes, name, origin)[0]
+
+
+def _lookup_settled(
+    root_name: str, scopes: Mapping[str, Mapping[str, tuple[str, str]]], name: str, origin: str
+) -> tuple[tuple[str, str], bool]:
+    """``(kind, path)`` of ``name`` seen from pipeline ``origin``, and whether it is *settled*.
+
+    A binding is settled when no later definition can change it: a name found in ``origin``'s
+    own pipeline (names are unique there), a full path from the root, or the name of an
+    enclosing pipeline. A name found below or above ``origin`` is not: a stage of that name
+    defined later in ``origin`` itself (a forward reference) would take precedence.
+    """
     if not isinstance(name, str) or not name:
         raise UnknownStageError(f"stage name {name!r} is not valid; names are strings.")
     by_path = {path: (kind, path) for scope in scopes.values() for kind, path in scope.values()}
@@ -229,15 +242,17 @@ def _lookup(
         tries = [name, _join(origin, name)]
         if parts[0] == root_name:
             tries.insert(1, "/".join(parts[1:]))  # "etl/x/save" as well as "x/save"
-        for t in tries:
+        for i, t in enumerate(tries):
             if t in by_path:
-                return by_path[t]
+                # relative to origin only because no such path from the root exists (yet)
+                relative = i == len(tries) - 1 and t not in tries[:-1]
+                return by_path[t], not relative
         raise UnknownStageError(
             f"no stage or pipeline at path {name!r} (seen from {_full(root_name, origin)!r}); "
             f"known paths: {_known(root_name, scopes)}."
         )
     if name in scopes[origin]:
-        return scopes[origin][name]
+        return scopes[origin][name], True
     # pipelines nested below the origin, nearest level first
     level = [p for _, p in (v for v in scopes[origin].values()) if p in scopes]
     while level:
@@ -249,13 +264,15 @@ def _lookup(
                 f"stages at the same level: {listed}; use the full path instead."
             )
         if hits:
-            return hits[0]
+            return hits[0], False
         level = [p for pp in level for _, p in scopes[pp].values() if p in scopes]
     # then the ancestors, nearest first
     anc = _parent(origin)
     while anc is not None:
         if name in scopes[anc]:
-            return scopes[anc][name]
+            kind, path = scopes[anc][name]
+            enclosing = kind == "pipeline" and (origin == path or origin.startswith(path + "/"))
+            return (kind, path), enclosing
         anc = _parent(anc)
     raise UnknownStageError(
         f"no stage or pipeline named {name!r} (seen from {_full(root_name, origin)!r}); "
@@ -303,15 +320,18 @@ class _Resolver:
                 self.subtree[pp].append(path)
 
     # -- names -------------------------------------------------------------------------------
-    def ref(self, name: str, origin: str) -> tuple[str, str] | None:
+    def ref(self, name: str, origin: str) -> tuple[tuple[str, str], bool] | None:
+        """The binding of ``name`` seen from ``origin`` and whether it is settled (see
+        :func:`_lookup_settled`); None for an unknown name while resolving leniently."""
         try:
-            return _lookup(self.root.name, self.scopes, name, origin)
+            return _lookup_settled(self.root.name, self.scopes, name, origin)
         except (UnknownStageError, AmbiguousStageError) as exc:
             if self.lenient:
                 return None
             raise type(exc)(f"{exc}") from None
 
-    def refs(self, names: Iterable[str] | None, origin: str, who: str) -> list[tuple[str, str]]:
+    def settled_refs(self, names: Iterable[str] | None, origin: str, who: str
+                     ) -> list[tuple[tuple[str, str], bool]]:
         out = []
         for n in names or ():
             try:
@@ -321,6 +341,9 @@ class _Resolver:
             if r is not None:
                 out.append(r)
         return out
+
+    def refs(self, names: Iterable[str] | None, origin: str, who: str) -> list[tuple[str, str]]:
+        return [r for r, _ in self.settled_refs(names, origin, who)]
 
     # -- ports -------------------------------------------------------------------------------
     def accepts_default_in(self, path: str) -> bool:
@@ -353,8 +376,8 @@ class _Resolver:
         for q in sub_pipes:
             edges.extend(self.chain_edges(q))
         members = [p for p in self.subtree[pp]]
-        for src, dst, _ in self.declarations(members, sub_pipes, within=pp):
-            edges.extend(e for e in self.expand(src, dst) if e.source in inside
+        for decl in self.declarations(members, sub_pipes, within=pp):
+            edges.extend(e for e in self.expand_declared(*decl) if e.source in inside
                          and e.target in inside)
         return edges
 
@@ -367,9 +390,10 @@ class _Resolver:
 
     def declarations(
         self, stages: Iterable[str], pipes: Iterable[str], within: str | None = None
-    ) -> list[tuple[tuple[str, str], tuple[str, str], str]]:
-        """(source ref, target ref, who) for every to=/from_= declared by these members.
+    ) -> list[tuple[tuple[str, str], tuple[str, str], str, bool]]:
+        """(source ref, target ref, who, settled) for every to=/from_= declared by these members.
 
+        ``settled`` tells whether the name's binding is final (see :func:`_lookup_settled`).
         With ``within``, only declarations whose both ends lie strictly inside it.
         """
         out = []
@@ -377,19 +401,19 @@ class _Resolver:
             s = self.stage_objs[path]
             me = ("stage", path)
             who = f"stage {path!r}"
-            for r in self.refs(s.to, self.owner[path], who):
-                out.append((me, r, who))
-            for r in self.refs(s.from_, self.owner[path], who):
-                out.append((r, me, who))
+            for r, settled in self.settled_refs(s.to, self.owner[path], who):
+                out.append((me, r, who, settled))
+            for r, settled in self.settled_refs(s.from_, self.owner[path], who):
+                out.append((r, me, who, settled))
         for q in pipes:
             pipe = self.pipes[q]
             me = ("pipeline", q)
             who = f"pipeline {q!r}"
             origin = _parent(q) or ""
-            for r in self.refs(pipe.to, origin, who):
-                out.append((me, r, who))
-            for r in self.refs(pipe.from_, origin, who):
-                out.append((r, me, who))
+            for r, settled in self.settled_refs(pipe.to, origin, who):
+                out.append((me, r, who, settled))
+            for r, settled in self.settled_refs(pipe.from_, origin, who):
+                out.append((r, me, who, settled))
         if within is not None:
             out = [d for d in out if self.contains(within, d[0]) and self.contains(within, d[1])]
         return out
@@ -405,7 +429,38 @@ class _Resolver:
                 )
         sources = [src[1]] if src[0] == "stage" else self.ports(src[1])[1]
         targets = [dst[1]] if dst[0] == "stage" else self.ports(dst[1])[0]
+        if not targets and not self.lenient:  # (leniently: it may get stages later)
+            self._no_entry(dst[1])
         return [Edge(s, t, "explicit") for s in sources for t in targets]
+
+    def _no_entry(self, q: str) -> None:
+        """Items routed to nested pipeline ``q``, which has no entry stage, would be lost."""
+        stages = self.subtree[q]
+        if not stages:
+            why, fix = "it is empty", "give it a stage"
+        else:
+            why = ("every stage in it is dynamic=True, a producer, or fed from inside it "
+                   "(from_= or an upstream)")
+            fix = (f"route to one of its stages by path (to={stages[0]!r}), or give it a "
+                   f"stage that is not dynamic=True")
+        raise DefinitionError(
+            f"routes to nested pipeline {q!r}, which has no entry stage to receive the items "
+            f"({why}), so they would be lost; {fix}."
+        )
+
+    def expand_declared(self, src: tuple[str, str], dst: tuple[str, str], who: str,
+                        settled: bool) -> list[Edge]:
+        """:meth:`expand` one declaration, its errors prefixed with who declared it.
+
+        Leniently, a cycle through a binding that is not settled is not raised: the name may
+        still be bound elsewhere by a later definition (a forward reference).
+        """
+        try:
+            return self.expand(src, dst)
+        except DefinitionError as exc:
+            if isinstance(exc, CycleError) and self.lenient and not settled:
+                return []
+            raise type(exc)(f"{who}: {exc}") from None
 
     # -- default chaining --------------------------------------------------------------------
     def explicit_sources(self) -> dict[str, set[str]]:
@@ -415,7 +470,7 @@ class _Resolver:
         (which needs the default chaining being computed).
         """
         sources: dict[str, set[str]] = {}
-        for src, dst, _ in self.declarations(self.order, [q for q in self.pipes if q]):
+        for src, dst, _, _ in self.declarations(self.order, [q for q in self.pipes if q]):
             sources.setdefault(dst[1], set()).add(src[1])
         return sources
 
@@ -499,11 +554,13 @@ class _Resolver:
         for pp in self.pipes:
             edges.extend(self.chain_edges(pp))
         nested = [q for q in self.pipes if q]
-        for src, dst, who in self.declarations(self.order, nested):
-            try:
-                edges.extend(self.expand(src, dst))
-            except DefinitionError as exc:
-                raise type(exc)(f"{who}: {exc}") from None
+        settled_pairs: set[tuple[str, str]] = {(e.source, e.target) for e in edges}
+        unsettled_pairs: set[tuple[str, str]] = set()
+        for decl in self.declarations(self.order, nested):
+            expanded = self.expand_declared(*decl)
+            edges.extend(expanded)
+            pairs = settled_pairs if decl[3] else unsettled_pairs
+            pairs.update((e.source, e.target) for e in expanded)
         seen: dict[tuple[str, str], Edge] = {}
         for e in edges:
             seen.setdefault((e.source, e.target), e)
@@ -514,7 +571,14 @@ class _Resolver:
         for e in edges:
             downs[e.source].append(e.target)
             ups[e.target].append(e.source)
-        self._check_cycles(downs)
+        if self.lenient:
+            # a cycle through a binding a later definition can still change is not one yet;
+            # the final resolution (run, pipe.edges) sees the settled names and checks again
+            tentative = unsettled_pairs - settled_pairs
+            self._check_cycles({p: [q for q in v if (p, q) not in tentative]
+                                for p, v in downs.items()})
+        else:
+            self._check_cycles(downs)
         specs = {p: self._spec(p) for p in self.order}
         graph_ups = {p: tuple(v) for p, v in ups.items()}
         graph_downs = {p: tuple(v) for p, v in downs.items()}
@@ -665,7 +729,11 @@ def _descendants(path: str, downs: Mapping[str, Iterable[str]]) -> set[str]:
 def resolve(pipe: Pipeline, *, lenient: bool = False) -> Graph:
     """Resolve ``pipe`` (a root pipeline) into a frozen :class:`Graph`.
 
-    ``lenient=True`` skips names that do not resolve yet (forward references while a pipeline
-    is still being defined) but still raises on cycles.
+    ``lenient=True`` is the check made after each definition, while a pipeline is still being
+    defined: it skips names that do not resolve yet (forward references) and does not report a
+    routing to a nested pipeline without entry stages (it may get some later). It still raises
+    on cycles, except those through a name bound outside the declaring stage's own pipeline,
+    which a later definition in that pipeline could rebind (SPEC 2.2 and 11: a forward ``to=``
+    must not bind to a same-named stage elsewhere). The final resolution checks every cycle.
     """
     return _Resolver(pipe, lenient).resolve()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DefinitionError, DuplicateStageError, PipelineRunningError
 from .options import PIPELINE_ONLY, STAGE_DEFAULTS, check_option, names_tuple, unknown_option
-from .stage import Stage
+from .stage import CallSite, Stage, call_site, defined_in
 
 if TYPE_CHECKING:
     from .graph import Edge, Graph
@@ -47,6 +47,26 @@ class Block:
                 return True
         return False
 
+    def remove(self, old: Any) -> bool:
+        for i, child in enumerate(self.children):
+            if child is old:
+                del self.children[i]
+                return True
+            if isinstance(child, Block) and child.remove(old):
+                return True
+        return False
+
+    def next_after(self, old: Any) -> Any:
+        """The element right after ``old`` in the block that holds it (None if last)."""
+        for i, child in enumerate(self.children):
+            if child is old:
+                return self.children[i + 1] if i + 1 < len(self.children) else None
+            if isinstance(child, Block):
+                found = child.next_after(old)
+                if found is not None:
+                    return found
+        return None
+
 
 class Pipeline:
     """A pipeline of stages, defined with decorators and run with :meth:`run`.
@@ -61,6 +81,17 @@ class Pipeline:
         Defaults for every stage (``workers``, ``queue_size``, ``retries``, ``backend``, ...)
         and pipeline options ``max_threads``, ``max_processes``, ``dask_client``,
         ``max_outputs``.
+
+    Notes
+    -----
+    Re-running a notebook cell re-defines what it defined, in place (same position, same
+    edges): a stage of the same name and function name; an operator named by default
+    (``batch``, ``debatch``, ``rebatch``), see :meth:`_add_stage`; a nested pipeline
+    (``pipe.add(mg.Pipeline("inner", ...))`` again, or ``with pipe.pipeline("inner", ...)``,
+    which then gets exactly the routing and options of the new call). A definition that
+    raises leaves the pipeline as it was: a ``with pipe.pipeline(...)`` (or ``parallel()``,
+    ``sequential()``, ``threads()``, ...) block whose body raises is undone as a whole (a
+    nested pipeline it created is removed again).
 
     Examples
     --------
@@ -107,8 +138,12 @@ class Pipeline:
         self._contexts: list[dict[str, Any]] = []
         self._composed = composed
         self._running = 0
+        #: the stage the latest definition in this pipeline replaced in place (a re-run), if any
+        self._last_replaced: Stage | None = None
+        #: where this pipeline was nested into its parent by user code (tells a re-run apart)
+        self.site: CallSite | None = None
         for item in stages or ():
-            self.add(item)
+            self._add(item, rerun=False)
 
     # -- composition -----------------------------------------------------------------------
     @classmethod
@@ -123,9 +158,9 @@ class Pipeline:
                     for child in side._body.children:
                         if isinstance(child, Pipeline):
                             child.parent = None
-                        new.add(child)
+                        new._add(child, rerun=False)
                     continue
-            new.add(side)
+            new._add(side, rerun=False)
         return new
 
     def _copy(self) -> Pipeline:
@@ -197,6 +232,20 @@ class Pipeline:
         return None
 
     def _add_stage(self, stage: Stage) -> Stage:
+        """Add ``stage`` to the open block, or replace in place the stage it re-defines.
+
+        A re-definition (a re-run cell) keeps the replaced stage's position, name and edges:
+
+        - a stage of the same name and the same function name (SPEC section 1);
+        - an operator named by default (``batch``, ``debatch``, ``rebatch``) whose name is
+          taken replaces an operator of the same kind named by default in this pipeline when
+          (a) that one was added from the same place (file, line and column of the call) by
+          code compiled again, i.e. the cell was re-run, or (b) the previous definition in
+          this pipeline re-defined a stage of the same file (cell) and that operator comes
+          right after it in its block, i.e. the cell was edited and its lines moved.
+          Otherwise it is numbered (``batch_2``, ``batch_3``, ...): two operators in one cell,
+          a loop or a helper function called twice add two operators.
+        """
         self._check_unlocked()
         context = self._context()
         own_backend = "backend" in stage.options  # already checked when the Stage was made
@@ -208,19 +257,26 @@ class Pipeline:
             inherited = {"backend": context.get("backend", self._default("backend"))}
             stage._check_backend(f"stage {stage.name!r}", inherited)
         existing = self._find(stage.name)
-        if existing is not None and stage.auto_named:
-            n = 2
-            while self._find(f"{stage.kind}_{n}") is not None:
-                n += 1
-            stage.name = f"{stage.kind}_{n}"
-            existing = None
+        if stage.auto_named:
+            stage.site = call_site()
+            if existing is not None:
+                existing = self._redefined_operator(stage)
+                if existing is not None:
+                    stage.name = existing.name
+                else:
+                    n = 2
+                    while self._find(f"{stage.kind}_{n}") is not None:
+                        n += 1
+                    stage.name = f"{stage.kind}_{n}"
         if existing is None:
             self._blocks[-1].children.append(stage)
             self._validate_after(partial(self._blocks[-1].children.remove, stage))
-        elif isinstance(existing, Stage) and existing.same_definition(stage):
+            self._last_replaced = None
+        elif isinstance(existing, Stage) and (stage.auto_named or existing.same_definition(stage)):
             # a re-run cell: same name, same function name -> replace in place, keep edges
             self._body.replace(existing, stage)
             self._validate_after(partial(self._body.replace, stage, existing))
+            self._last_replaced = stage
         else:
             what = (
                 f"nested pipeline {existing.name!r}"
@@ -234,6 +290,23 @@ class Pipeline:
                 f"replaces it in place."
             )
         return stage
+
+    def _redefined_operator(self, stage: Stage) -> Stage | None:
+        """The operator that auto-named ``stage`` re-defines (rules in :meth:`_add_stage`)."""
+        site = stage.site
+        if site is None:
+            return None
+        for op in self._body.walk():
+            if (isinstance(op, Stage) and op.auto_named and op.kind == stage.kind
+                    and site.rerun_of(op.site)):
+                return op  # (a) the same place, compiled again
+        last = self._last_replaced
+        if last is not None and defined_in(last) == site.filename:
+            op = self._body.next_after(last)
+            if (isinstance(op, Stage) and op.auto_named and op.kind == stage.kind
+                    and (op.site is None or op.site.code() is not site.code())):
+                return op  # (b) right after the stage this (edited) cell just re-defined
+        return None
 
     def _validate_after(self, undo: Callable[[], object]) -> None:
         """Resolve leniently after a change (cycles fail at definition time); undo on error."""
@@ -375,6 +448,10 @@ class Pipeline:
     def add(self, item: Any, *, to: Any = None, from_: Any = None) -> Any:
         """Add a standalone stage or nest another pipeline (optionally routed with to/from_).
 
+        Adding a pipeline whose name a nested pipeline already has replaces that one in place
+        when this is a re-run (another cell, or the same call compiled again); two nested
+        pipelines given one name in one cell or script raise ``mg.DuplicateStageError``.
+
         Examples
         --------
         >>> import minigun_nb as mg
@@ -384,6 +461,10 @@ class Pipeline:
         >>> outer.pipelines[0].name
         'inner'
         """
+        return self._add(item, to=to, from_=from_, rerun=True)
+
+    def _add(self, item: Any, *, to: Any = None, from_: Any = None, rerun: bool) -> Any:
+        """:meth:`add`; ``rerun=False`` when building a new pipeline (no re-run possible)."""
         if isinstance(item, Stage):
             stage = item.copy()
             if to is not None:
@@ -392,14 +473,16 @@ class Pipeline:
                 stage.from_ = names_tuple(f"stage {stage.name!r}", "from_", from_)
             return self._add_stage(stage)
         if isinstance(item, Pipeline):
-            return self._add_pipeline(item, to=to, from_=from_)
+            return self._add_pipeline(item, to=to, from_=from_, rerun=rerun)
         if callable(item):
             return self._add_stage(Stage(item, None))
         raise DefinitionError(
             f"pipeline {self.name!r}: cannot add {item!r}; add a Stage, a function or a Pipeline."
         )
 
-    def _add_pipeline(self, sub: Pipeline, *, to: Any = None, from_: Any = None) -> Pipeline:
+    def _add_pipeline(self, sub: Pipeline, *, to: Any = None, from_: Any = None,
+                      rerun: bool = False) -> Pipeline:
+        """Nest ``sub``; with ``rerun``, one of the same name from a re-run is replaced."""
         self._check_unlocked()
         if sub is self or sub in self._ancestors():
             raise DefinitionError(
@@ -411,17 +494,21 @@ class Pipeline:
                 f"a pipeline has one parent. Build a second pipeline for the other place."
             )
         where = f"pipeline {sub.name!r}"
-        old_routing = (sub.to, sub.from_)
+        old_routing, old_site = (sub.to, sub.from_), sub.site
         new_to = sub.to if to is None else names_tuple(where, "to", to)
         new_from = sub.from_ if from_ is None else names_tuple(where, "from_", from_)
+        site = call_site() if rerun else None
         existing = self._find(sub.name)
-        if existing is not None and existing is not sub:
+        if existing is not None and existing is not sub and not (
+            isinstance(existing, Pipeline) and _rerun(site, existing.site)
+        ):
             raise DuplicateStageError(
                 f"pipeline {sub.name!r}: pipeline {self.name!r} already has a "
                 f"{'pipeline' if isinstance(existing, Pipeline) else 'stage'} of that name; "
                 f"give the nested pipeline another name."
             )
         sub.to, sub.from_ = new_to, new_from
+        self._last_replaced = None
         if existing is sub:  # re-added (a re-run cell): only its routing may have changed
 
             def restore() -> None:
@@ -429,16 +516,72 @@ class Pipeline:
 
             self._validate_after(restore)
             return sub
-        sub.parent = self
+        sub.parent, sub.site = self, site
+        if existing is not None:  # a re-run cell nesting a new pipeline of that name
+            assert isinstance(existing, Pipeline)
+            self._body.replace(existing, sub)
+            existing.parent = None
+
+            def put_back() -> None:
+                self._body.replace(sub, existing)
+                existing.parent = self
+                sub.parent, sub.site = None, old_site
+                sub.to, sub.from_ = old_routing
+
+            self._validate_after(put_back)
+            return sub
         self._blocks[-1].children.append(sub)
 
         def undo() -> None:
             self._blocks[-1].children.remove(sub)
-            sub.parent = None
+            sub.parent, sub.site = None, old_site
             sub.to, sub.from_ = old_routing
 
         self._validate_after(undo)
         return sub
+
+    def _snapshot(self) -> Callable[[], None]:
+        """A function that puts this pipeline back as it is now: its blocks and stages, its
+        nested pipelines (recursively), routing, options and hooks."""
+        blocks: list[tuple[Block, list[Any]]] = []
+        nested: list[tuple[Pipeline, Callable[[], None]]] = []
+
+        def save(block: Block) -> None:
+            blocks.append((block, list(block.children)))
+            for child in block.children:
+                if isinstance(child, Block):
+                    save(child)
+                elif isinstance(child, Pipeline):
+                    nested.append((child, child._snapshot()))
+
+        save(self._body)
+        routing, site, last = (self.to, self.from_), self.site, self._last_replaced
+        options = dict(self.options)
+        hooks = {k: list(v) for k, v in self.hooks.items()}
+
+        def restore() -> None:
+            kept = {id(p) for p, _ in nested}
+            for child in self._body.walk():
+                if isinstance(child, Pipeline) and id(child) not in kept:
+                    child.parent = None  # nested by the undone definition
+            for block, children in blocks:
+                block.children[:] = children
+            for sub, restore_sub in nested:
+                sub.parent = self
+                restore_sub()
+            (self.to, self.from_), self.site, self._last_replaced = routing, site, last
+            self.options.clear()
+            self.options.update(options)
+            for k, fns in hooks.items():
+                self.hooks[k][:] = fns
+
+        return restore
+
+    def _drop(self, sub: Pipeline) -> None:
+        """Remove nested pipeline ``sub`` again (its definition failed)."""
+        self._body.remove(sub)
+        sub.parent = None
+        self._last_replaced = None
 
     def _ancestors(self) -> list[Pipeline]:
         out, p = [], self.parent
@@ -451,14 +594,21 @@ class Pipeline:
     @contextlib.contextmanager
     def _block(self, kind: str) -> Iterator[Pipeline]:
         self._check_unlocked()
+        undo = self._snapshot()
         block = Block(kind)
         self._blocks[-1].children.append(block)
         self._blocks.append(block)
+        failed = False
         try:
             yield self
+        except Exception:
+            failed = True
+            raise
         finally:
             self._blocks.pop()
-            if not block.children:
+            if failed:
+                undo()  # the block's statement failed: as if it had never run
+            elif not block.children:
                 self._blocks[-1].children.remove(block)
 
     def parallel(self) -> contextlib.AbstractContextManager[Pipeline]:
@@ -499,9 +649,13 @@ class Pipeline:
         if workers is not None:
             check_option(f"pipeline {self.name!r}", "workers", workers)
             ctx["workers"] = workers
+        undo = self._snapshot()
         self._contexts.append(ctx)
         try:
             yield self
+        except Exception:
+            undo()  # the block's statement failed: as if it had never run
+            raise
         finally:
             self._contexts.remove(ctx)
 
@@ -577,20 +731,33 @@ class Pipeline:
         >>> pipe["inner/f"].name
         'f'
         """
+        self._check_unlocked()
         existing = self._find(name)
         if isinstance(existing, Pipeline):
-            sub = existing  # a re-run cell reuses the nested pipeline (its stages get replaced)
-            if options:
-                sub.options.update(Pipeline(name, **options).options)
-            if to is not None or from_ is not None:
-                self._add_pipeline(sub, to=to, from_=from_)
+            # a re-run cell reuses the nested pipeline (its stages get replaced); its routing
+            # and options become exactly this call's, as a re-run stage's options do
+            sub = existing
+            undo = sub._snapshot()
+            given = Pipeline(name, to=to, from_=from_, **options)  # checks them
+            sub.to, sub.from_ = given.to, given.from_
+            sub.options.clear()
+            sub.options.update(given.options)
+            self._validate_after(undo)
+            self._last_replaced = None
         else:
             sub = self._add_pipeline(Pipeline(name, **options), to=to, from_=from_)
+            sub.site = call_site()
+            undo = partial(self._drop, sub)
         # Redirect this pipeline's decorators into the nested one for the block's duration.
         saved = self._redirect
         self._redirect = sub
         try:
             yield sub
+        except Exception:
+            # the block failed: leave the pipeline as it was before it (a pipeline it created
+            # is removed again, an existing one gets its stages, routing and options back)
+            undo()
+            raise
         finally:
             self._redirect = saved
 
@@ -791,6 +958,14 @@ _REDIRECTED = frozenset(
         "pipeline", "before_run", "after_run", "before_fork", "after_fork", "on_error",
     }
 )
+
+
+def _rerun(site: CallSite | None, old: CallSite | None) -> bool:
+    """Whether a definition made at ``site`` may replace one made at ``old``: it comes from
+    another file or cell, or from the same place compiled again (the cell was re-run)."""
+    if site is None or old is None:
+        return False
+    return site.filename != old.filename or site.rerun_of(old)
 
 
 def _fn_name(obj: Stage | Pipeline | Block) -> str:

@@ -7,10 +7,14 @@ fails in the cell that defines the stage, not minutes into a run.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import numbers
 import os
+import sys
+import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +48,77 @@ def _callable_name(fn: Any) -> str | None:
     if not isinstance(name, str) or not name.isidentifier():
         return None  # lambdas ("<lambda>"), partials and instances have no usable name
     return name
+
+
+#: the directory of the minigun_nb package: frames whose code lives there are not call sites
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
+
+
+class CallSite:
+    """Where user code made a definition: file, line and column of the call, and its code.
+
+    A notebook cell is compiled again each time it runs, so the same place reached by a new
+    code object is a re-run of the cell (:meth:`rerun_of`), while a loop or a helper called
+    twice reaches it with the same code object. The code object is held weakly: once it is
+    gone, any code reaching that place is a new compilation.
+    """
+
+    __slots__ = ("filename", "lineno", "col", "_code")
+
+    def __init__(self, filename: str, lineno: int | None, col: int | None,
+                 code: Any = None) -> None:
+        self.filename = filename
+        self.lineno = lineno
+        self.col = col
+        self._code = weakref.ref(code) if code is not None else None
+
+    @property
+    def place(self) -> tuple[str, int | None, int | None]:
+        return self.filename, self.lineno, self.col
+
+    def code(self) -> Any:
+        return self._code() if self._code is not None else None
+
+    def rerun_of(self, other: CallSite | None) -> bool:
+        """True when this call is ``other``'s place reached again by new code (a re-run)."""
+        return (other is not None and other.place == self.place
+                and (self.code() is None or other.code() is not self.code()))
+
+    def __reduce__(self) -> Any:  # picklable and copyable (the weak code reference is not)
+        return CallSite, (self.filename, self.lineno, self.col)
+
+    def __repr__(self) -> str:
+        return f"<CallSite {self.filename}:{self.lineno}:{self.col}>"
+
+
+def call_site() -> CallSite | None:
+    """The call site of the running definition: the first frame outside minigun_nb."""
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+                                 or frame.f_code.co_filename == contextlib.__file__):
+        frame = frame.f_back  # (`with pipe.pipeline(...)` enters through contextlib)
+    if frame is None:
+        return None
+    code = frame.f_code
+    lineno, col = frame.f_lineno, None
+    positions = getattr(code, "co_positions", None)  # Python 3.11+: the call's own column
+    if positions is not None:
+        for i, pos in enumerate(positions()):
+            if i == frame.f_lasti // 2:
+                lineno, col = pos[0] or lineno, pos[2]
+                break
+    return CallSite(code.co_filename, lineno, col, code)
+
+
+def defined_in(stage: Stage) -> str | None:
+    """The source file (or notebook cell) that defined ``stage``, when it can be told."""
+    if stage.fn is None:
+        return stage.site.filename if stage.site is not None else None
+    for f in (stage.fn, getattr(stage.fn, "__call__", None)):  # noqa: B004 - instances
+        code = getattr(f, "__code__", None)
+        if code is not None:
+            return code.co_filename
+    return None
 
 
 def is_async_callable(fn: Any) -> bool:
@@ -211,6 +286,8 @@ class Stage:
         self.name = name
         #: operators named by default ("batch") are renumbered ("batch_2") when the name is taken
         self.auto_named = fn is None and name == kind and not explicit_name
+        #: where an auto-named operator was added to a pipeline (tells a re-run cell apart)
+        self.site: CallSite | None = None
         if fn is not None:
             self.__doc__ = getattr(fn, "__doc__", None)
         self.to = names_tuple(where, "to", options.pop("to", None))

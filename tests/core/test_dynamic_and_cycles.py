@@ -154,12 +154,24 @@ def test_a_stage_routing_to_its_own_pipeline_is_a_cycle():
 
 def test_a_nested_pipeline_with_a_cycle_fails_when_added_and_is_not_kept():
     sub = mg.Pipeline("sub")
-    proc(sub, "f", to="save")  # `save` is the parent's stage, resolved once nested
+    proc(sub, "f")
     pipe = mg.Pipeline()
     proc(pipe, "save", to="sub")
     with pytest.raises(mg.CycleError, match=r"cycle: save -> sub/f -> save\."):
-        pipe.add(sub)
-    assert pipe.pipelines == [] and sub.parent is None
+        pipe.add(sub, to="save")
+    assert pipe.pipelines == [] and sub.parent is None and sub.to is None
+
+
+def test_a_cycle_through_a_parent_name_is_found_when_the_graph_is_resolved():
+    sub = mg.Pipeline("sub")
+    proc(sub, "f", to="save")  # `save` is the parent's stage, resolved once nested...
+    pipe = mg.Pipeline()
+    proc(pipe, "save", to="sub")
+    pipe.add(sub)  # ...unless `sub` gets a `save` of its own later: not a cycle yet
+    with pytest.raises(mg.CycleError, match=r"cycle: save -> sub/f -> save\."):
+        pipe.graph()
+    proc(sub, "save")
+    assert edges(pipe) == [("save", "sub/f", "explicit"), ("sub/f", "sub/save", "explicit")]
 
 
 # -- resolving is pure -------------------------------------------------------------------------

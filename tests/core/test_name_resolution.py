@@ -138,6 +138,72 @@ def test_forward_reference_binds_locally_even_when_an_ancestor_has_the_name():
     assert edges(pipe) == [("x/gen", "x/save", "explicit")]
 
 
+def test_a_forward_reference_is_no_cycle_through_a_same_named_nested_stage():
+    # SPEC 2.2/11: while `a` is defined, its `save` binds to inner/save, which feeds `a` by
+    # default chaining; that must not be reported as a cycle: root's own `save` comes next.
+    pipe = mg.Pipeline("root")
+    pipe.add(mg.producer(lambda: [1], name="gen"))
+    with pipe.pipeline("inner"):
+        pipe.add(mg.processor(lambda x: x, name="save"))
+    pipe.add(mg.processor(lambda x: x, name="a", to="save"))  # root's save, defined next
+    pipe.add(mg.processor(lambda x: x, name="save"))
+    assert [s.name for s in pipe.stages] == ["gen", "a", "save"]
+    assert edges(pipe) == [
+        ("gen", "inner/save", "nested"),
+        ("inner/save", "a", "nested"),
+        ("a", "save", "explicit"),
+    ]
+    assert pipe.run(display="none").outputs == [1]
+
+
+def test_a_forward_reference_is_no_cycle_through_a_same_named_ancestor_stage():
+    pipe = mg.Pipeline("etl")
+    prod(pipe, "gen")
+    proc(pipe, "save")  # feeds `x` by default chaining
+    with pipe.pipeline("x"):
+        proc(pipe, "f", to="save")  # x's own `save`, defined next
+        proc(pipe, "save")
+    assert edges(pipe) == [
+        ("gen", "save", "default"),
+        ("save", "x/f", "nested"),
+        ("x/f", "x/save", "explicit"),
+    ]
+
+
+def test_a_nested_pipelines_forward_routing_is_no_cycle_through_its_own_stage():
+    pipe = mg.Pipeline("etl")
+    prod(pipe, "gen")
+    with pipe.pipeline("x", to="save"):  # root's `save`, defined after the block
+        proc(pipe, "save")
+    proc(pipe, "save")
+    assert edges(pipe) == [("gen", "x/save", "nested"), ("x/save", "save", "explicit")]
+
+
+def test_a_cycle_through_a_name_bound_elsewhere_fails_at_resolution():
+    pipe = mg.Pipeline("root")
+    prod(pipe, "gen")
+    with pipe.pipeline("inner"):
+        proc(pipe, "save")
+    proc(pipe, "a", to="save")  # accepted: root may still get a `save` of its own
+    with pytest.raises(mg.CycleError, match=r"cycle: inner/save -> a -> inner/save\."):
+        pipe.graph()
+    with pytest.raises(mg.CycleError):
+        pipe.run(display="none")
+    proc(pipe, "save")  # defining it settles the name: no cycle any more
+    assert ("a", "save", "explicit") in edges(pipe)
+
+
+def test_a_cycle_among_own_pipeline_names_still_fails_at_definition():
+    pipe = mg.Pipeline("root")
+    prod(pipe, "gen")
+    proc(pipe, "a")
+    with pipe.pipeline("inner"):
+        proc(pipe, "save")
+    with pytest.raises(mg.CycleError, match=r"cycle: a -> inner/save -> save -> a\."):
+        proc(pipe, "save", to="a")  # root's own `a`: no later definition can rebind it
+    assert [s.name for s in pipe.stages] == ["gen", "a"]
+
+
 def test_names_must_be_strings():
     with pytest.raises(mg.DefinitionError, match=r"to=3 is not valid; use a stage name"):
         mg.processor(lambda item: item, name="f", to=3)

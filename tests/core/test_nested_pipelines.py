@@ -298,3 +298,117 @@ def test_rerunning_a_with_pipeline_cell_reuses_the_nested_pipeline():
 
     assert pipe.pipelines == [inner]
     assert edges(pipe) == [("gen", "inner/f", "nested")]
+
+
+# -- a nested pipeline without entry stages --------------------------------------------------
+
+
+def test_routing_to_a_nested_pipeline_without_entry_stages_is_a_definition_error():
+    pipe = mg.Pipeline("etl")
+    prod(pipe, "gen", to="load")  # defining is fine: `load` may get an entry stage later
+    with pipe.pipeline("load"):
+        proc(pipe, "save", dynamic=True)
+    with pytest.raises(mg.DefinitionError) as info:
+        pipe.graph()
+    message = str(info.value)
+    assert message.startswith(
+        "stage 'gen': routes to nested pipeline 'load', which has no entry stage"
+    )
+    assert "so they would be lost" in message
+    assert "route to one of its stages by path (to='load/save')" in message
+    assert "give it a stage that is not dynamic=True" in message
+    with pytest.raises(mg.DefinitionError, match=r"no entry stage"):
+        pipe.run(display="none")
+
+    fixed = mg.Pipeline("etl")
+    prod(fixed, "gen", to="load/save")
+    with fixed.pipeline("load"):
+        proc(fixed, "save", dynamic=True)
+    assert edges(fixed) == [("gen", "load/save", "explicit")]
+    assert fixed.run(display="none").outputs == [1]
+
+
+def test_routing_to_an_empty_nested_pipeline_is_a_definition_error():
+    pipe = mg.Pipeline("etl")
+    with pipe.pipeline("load"):
+        pass
+    prod(pipe, "gen", to="load")
+    with pytest.raises(mg.DefinitionError, match=r"'load', which has no entry stage .*it is empty"):
+        _ = pipe.edges
+
+
+def test_a_nested_pipeline_routed_to_one_without_entry_stages_is_named():
+    pipe = mg.Pipeline("etl")
+    prod(pipe, "gen")
+    with pipe.pipeline("a", to="b"):
+        proc(pipe, "f")
+    with pipe.pipeline("b"):
+        proc(pipe, "g", dynamic=True)
+    with pytest.raises(mg.DefinitionError, match=r"^pipeline 'a': routes to nested pipeline 'b'"):
+        pipe.graph()
+
+
+# -- failed and re-run `with pipe.pipeline(...)` blocks ---------------------------------------
+
+
+def test_a_failed_nested_pipeline_block_is_undone_and_the_corrected_cell_runs():
+    pipe = mg.Pipeline("etl")
+    prod(pipe, "gen")
+    with pipe.pipeline("A", to="B"):
+        proc(pipe, "a")
+    with pytest.raises(mg.CycleError, match=r"cycle: A/a -> B/b -> A/a\."):
+        with pipe.pipeline("B", to="A"):
+            proc(pipe, "b")
+    assert [p.name for p in pipe.pipelines] == ["A"]  # no half-registered B
+    with pytest.raises(mg.UnknownStageError, match=r"no stage or pipeline named 'B'"):
+        pipe.graph()  # as before the failed cell: A's to="B" is still a forward reference
+    with pipe.pipeline("B"):  # the corrected cell
+        proc(pipe, "b")
+    assert edges(pipe) == [("gen", "A/a", "nested"), ("A/a", "B/b", "explicit")]
+    assert pipe["B"].to is None
+
+
+def test_rerunning_a_pipeline_block_sets_exactly_the_routing_it_gives():
+    pipe = mg.Pipeline("etl")
+    prod(pipe, "gen")
+    proc(pipe, "x", dynamic=True)
+    with pipe.pipeline("inner", to="x", workers=3) as inner:
+        proc(pipe, "f")
+    assert ("inner/f", "x", "explicit") in edges(pipe)
+    with pipe.pipeline("inner"):  # the re-run cell without to= and workers=
+        proc(pipe, "f")
+    assert pipe["inner"] is inner
+    assert (inner.to, inner.from_, inner.options) == (None, None, {})
+    assert edges(pipe) == [("gen", "inner/f", "nested")]
+    assert pipe.graph().stages["inner/f"].options["workers"] == 1
+
+
+def test_a_rerun_pipeline_block_that_fails_leaves_the_old_definition():
+    pipe = mg.Pipeline("etl")
+    prod(pipe, "gen")
+    with pipe.pipeline("inner", workers=2) as inner:
+        f = proc(pipe, "f")
+    with pytest.raises(mg.DefinitionError, match=r"takes no item"):
+        with pipe.pipeline("inner", to="gen2", workers=5):
+            proc(pipe, "f")  # replaced...
+            proc(pipe, "g")
+            pipe.producer(lambda item: item, name="bad")  # ...then the block fails
+    assert pipe["inner"] is inner and inner.parent is pipe
+    assert inner.stages == [f]
+    assert (inner.to, inner.options) == (None, {"workers": 2})
+    assert edges(pipe) == [("gen", "inner/f", "nested")]
+
+
+def test_a_block_failing_with_any_error_removes_the_pipeline_it_created():
+    pipe = mg.Pipeline("etl")
+    prod(pipe, "gen")
+    with pytest.raises(ZeroDivisionError):
+        with pipe.pipeline("inner") as inner:
+            proc(pipe, "f")
+            with pipe.pipeline("deeper"):
+                proc(pipe, "g")
+            raise ZeroDivisionError("a bug in the cell")
+    assert pipe.pipelines == [] and inner.parent is None
+    assert edges(pipe) == []
+    proc(pipe, "f")  # `pipe` defines into itself again
+    assert edges(pipe) == [("gen", "f", "default")]

@@ -131,3 +131,34 @@ def test_an_empty_block_leaves_no_trace():
         pass
     proc(pipe, "a")
     assert edges(pipe) == [("gen", "a", "default")]
+
+
+def test_a_block_that_fails_is_undone_as_a_whole():
+    pipe = mg.Pipeline()
+    prod(pipe, "gen")
+    with pytest.raises(mg.DefinitionError, match=r"takes no parameter"):
+        with pipe.parallel():
+            proc(pipe, "a")
+            with pipe.sequential():
+                proc(pipe, "b")
+            pipe.processor(lambda: 1, name="bad")
+    assert [s.name for s in pipe.stages] == ["gen"]
+    with pipe.parallel():  # the corrected cell
+        proc(pipe, "a")
+        proc(pipe, "b")
+    assert edges(pipe) == [("gen", "a", "parallel"), ("gen", "b", "parallel")]
+
+
+def test_a_backend_block_that_fails_is_undone_and_a_rerun_stage_is_put_back():
+    pipe = mg.Pipeline()
+    prod(pipe, "gen")
+    a = proc(pipe, "a")
+    with pytest.raises(ZeroDivisionError):
+        with pipe.threads(4):
+            proc(pipe, "a")  # a re-run of `a`, replaced in place...
+            proc(pipe, "b")
+            raise ZeroDivisionError("...then the cell fails")
+    assert pipe.stages[1] is a and [s.name for s in pipe.stages] == ["gen", "a"]
+    assert "workers" not in a.options
+    proc(pipe, "b")
+    assert pipe["b"].options == {}  # the block's workers=4 no longer applies
