@@ -30,10 +30,87 @@ def fast_eligible(st: StageRun, em: Emitter, takes_output: bool) -> bool:
     )
 
 
+class _Failed:
+    """Stands in for the result of an item whose call raised (already recorded)."""
+
+    __slots__ = ()
+
+
+_FAILED = _Failed()
+#: result types that need more than an append: nothing to emit, a generator to iterate, a
+#: dynamic route, a failed call
+_SPECIAL = frozenset((type(None), GeneratorType, Routed, _Failed))
+
+
 def run_chunk(
     st: StageRun, em: Emitter, call: Callable[[Any], Any], chunk: list[Any], track: bool
 ) -> tuple[int, int, int, list[float]]:
-    """Process one chunk; returns (done, failed, filtered, latencies)."""
+    """Process one chunk; returns (done, failed, filtered, latencies).
+
+    Untimed chunks call the function through ``map`` (the per-item loop runs in C) and look
+    at the results afterwards: when they are all plain values they are emitted in one
+    ``extend``. A call that raises stops ``list.extend`` with every earlier result kept, so
+    its index is known; it is recorded and the chunk goes on after it. Timed chunks take the
+    per-item loop, which reads the clock between items.
+    """
+    if track:
+        return _run_chunk_timed(st, em, call, chunk)
+    record_error = st.run.record_error
+    n = len(chunk)
+    results: list[Any] = []
+    failed = 0
+    pos = 0
+    while pos < n:
+        try:
+            results.extend(map(call, chunk[pos:] if pos else chunk))
+            break
+        except Exception as exc:  # noqa: BLE001 - an item error, recorded
+            k = len(results)  # the item whose call raised
+            record_error(st, chunk[k], exc, 1)
+            results.append(_FAILED)
+            failed += 1
+            pos = k + 1
+    if _SPECIAL.isdisjoint(set(map(type, results))):
+        em.out.extend(results)
+        em.count += n
+        return n, 0, 0, []
+    append = em.out.append
+    direct = filtered = 0
+    for i, r in enumerate(results):
+        if r is None:
+            filtered += 1
+        elif type(r) is _Failed:
+            continue
+        elif type(r) is GeneratorType or type(r) is Routed:
+            before = em.count
+            try:
+                if type(r) is Routed:
+                    em.send(r.target, r.item)
+                else:
+                    for v in r:
+                        em.emit_value(v)
+                if em.dyn:
+                    em.flush_dynamic()
+            except Exception as exc:  # noqa: BLE001 - an item error, recorded
+                em.dyn.clear()
+                failed += 1
+                record_error(st, chunk[i], exc, 1)
+            else:
+                if em.count == before:
+                    filtered += 1
+            append = em.out.append  # emit_value may have flushed a full buffer
+        else:
+            append(r)
+            direct += 1
+    em.count += direct
+    return n - failed, failed, filtered, []
+
+
+def _run_chunk_timed(
+    st: StageRun, em: Emitter, call: Callable[[Any], Any], chunk: list[Any]
+) -> tuple[int, int, int, list[float]]:
+    """The per-item loop with a clock read between items (latency)."""
+    track = True
     record_error = st.run.record_error
     append = em.out.append
     direct = failed = filtered = 0

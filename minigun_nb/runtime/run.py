@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+import types
 import uuid
 import warnings
 from collections.abc import Iterable
@@ -442,7 +443,8 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside minigun_nb (the
     user's ``run()`` call), counted from the caller of ``warnings.warn``."""
-    frame, level = sys._getframe(1), 1
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     return level
