@@ -292,3 +292,50 @@ def test_a_producer_with_a_load_balancing_route_loses_nothing(route):
     elif callable(route):
         assert a == 10
     assert_conserved(result)
+
+
+@pytest.mark.parametrize("track_latency", [False, True])
+def test_the_chunk_fast_path_keeps_every_kind_of_result_and_error_in_place(track_latency):
+    # track_latency=False: every chunk takes the map-based path; True: mostly the timed loop
+    def mixed(x):
+        if x % 97 == 0:
+            raise ValueError(x)
+        if x % 5 == 0:
+            return None  # filtered
+        if x % 7 == 0:
+            return (v for v in (x, -x))  # a generator object from a plain function
+        if x % 11 == 0:
+            return mg.to("side", x)
+        if x % 13 == 0:
+            return [x, x]  # a list is one item
+        return x
+
+    pipe = mg.Pipeline("mixed", track_latency=track_latency)
+    pipe.producer(lambda: range(20_000), name="gen")
+    pipe.processor(mixed, name="work", routes=["side"])
+    pipe.consumer(lambda x: ("main", x), name="main")
+    pipe.consumer(lambda x: ("side", x), name="side", dynamic=True)
+    result = pipe.run(display="none")
+
+    expected_main, expected_side, failed, filtered = [], [], [], 0
+    for x in range(20_000):
+        if x % 97 == 0:
+            failed.append(x)
+        elif x % 5 == 0:
+            filtered += 1
+        elif x % 7 == 0:
+            expected_main += [("main", x), ("main", -x)]
+        elif x % 11 == 0:
+            expected_side.append(("side", x))
+        elif x % 13 == 0:
+            expected_main.append(("main", [x, x]))
+        else:
+            expected_main.append(("main", x))
+    assert sorted(result.outputs_by_stage["main"], key=repr) == sorted(expected_main, key=repr)
+    assert sorted(result.outputs_by_stage["side"]) == sorted(expected_side)
+    assert sorted(result.errors["item"]) == failed
+    assert set(result.errors["exc_type"]) == {"ValueError"}
+    work = result.stats.loc["work"]
+    assert (work.failed, work.filtered) == (len(failed), filtered)
+    assert work.items_out == len(expected_main) + len(expected_side)
+    assert_conserved(result)
