@@ -776,7 +776,14 @@ class Pipeline:
         if not callable(fn):
             raise DefinitionError(f"pipeline {self.name!r}: @{kind} needs a function.")
         self._check_unlocked()
-        self.hooks[kind].append(fn)
+        hooks = self.hooks[kind]
+        for i, old in enumerate(hooks):
+            if old is fn:
+                return fn  # registered already: it still fires once
+            if _same_hook(old, fn):
+                hooks[i] = fn  # a re-run cell: the new definition replaces the old one
+                return fn
+        hooks.append(fn)
         return fn
 
     def before_run(self, fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -976,3 +983,22 @@ def _fn_name(obj: Stage | Pipeline | Block) -> str:
         name = getattr(fn, "__qualname__", None) or type(fn).__name__
         return name.rsplit("<locals>.", 1)[-1]  # "make.<locals>.clean" reads as "clean"
     return getattr(obj, "name", "?")
+
+
+def _same_hook(old: Any, new: Any) -> bool:
+    """Whether ``new`` is ``old`` defined again (its cell re-run), so it replaces it.
+
+    A function defined again is compiled again: another code object with the same qualified
+    name (a lambda: from the same file and line). The same code object twice is a loop or a
+    helper registering several closures, which all stay.
+    """
+    old_code, new_code = getattr(old, "__code__", None), getattr(new, "__code__", None)
+    if old_code is None or new_code is None or old_code is new_code:
+        return False
+    name = getattr(new, "__qualname__", "")
+    if getattr(old, "__qualname__", "") != name or old.__module__ != new.__module__:
+        return False
+    if name.endswith("<lambda>"):
+        return (old_code.co_filename, old_code.co_firstlineno) == (
+            new_code.co_filename, new_code.co_firstlineno)
+    return True

@@ -178,3 +178,42 @@ def test_a_nested_pipeline_never_replaces_a_stage_of_its_name():
     with pytest.raises(mg.DuplicateStageError, match=r"already has a stage of that name"):
         run_cell(ns, ADD_CELL)
     assert ns["pipe"].pipelines == []
+
+
+def test_rerunning_a_hook_cell_replaces_the_hook():
+    calls = []
+    ns = {"mg": mg, "calls": calls}
+    run_cell(ns, """
+        pipe = mg.Pipeline("hooks")
+        pipe.processor(lambda x: x, name="f")
+    """)
+    cell = """
+        @pipe.before_run
+        def hello():
+            calls.append("hello")
+
+        pipe.after_run(lambda result: calls.append("bye"))
+    """
+    run_cell(ns, cell)
+    run_cell(ns, cell)  # the same cell again
+    pipe = ns["pipe"]
+    pipe.before_run(ns["hello"])  # the very same function again: still once
+    pipe.run(items=[1], display="none")
+    assert calls == ["hello", "bye"]
+
+    # an edited cell: the named hook is replaced; a lambda from an edited cell cannot be told
+    # from a new one (another file name), so it is added - def-named hooks are replaceable
+    calls.clear()
+    run_cell(ns, cell.replace('"hello")', '"hello, edited")'))
+    pipe.run(items=[1], display="none")
+    assert calls == ["hello, edited", "bye", "bye"]
+
+
+def test_hooks_registered_in_a_loop_all_stay():
+    calls = []
+    pipe = mg.Pipeline("loop")
+    pipe.processor(lambda x: x, name="f")
+    for tag in ("a", "b", "c"):
+        pipe.before_run(lambda tag=tag: calls.append(tag))
+    pipe.run(items=[1], display="none")
+    assert calls == ["a", "b", "c"]
