@@ -15,6 +15,7 @@ import inspect
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
@@ -29,35 +30,42 @@ if TYPE_CHECKING:
 _NOT_ITERATED = (str, bytes, bytearray, dict)
 
 
-class Courier:
-    """Moves what a producer emits from its thread to the downstream channels."""
+class Handoff:
+    """A bounded hand-off from a thread that pulls items (a producer's generator, an
+    ``items=`` iterable) to a thread that delivers them.
 
-    def __init__(self, st: StageRun) -> None:
-        self.st = st
-        self.em = Emitter(st)
-        self.limit = max(1, self.em.max_put)
+    The puller only appends to a deque; the delivering thread takes whatever has accumulated
+    (up to ``limit``) and hands it to ``deliver`` as one chunk. A fast puller therefore moves
+    in big chunks and a slow one hands over every item at once. At ``room`` items the puller
+    waits: that is how backpressure reaches it.
+    """
+
+    def __init__(self, name: str, limit: int, deliver: Callable[[list[Any]], None],
+                 cancelled: Callable[[], bool], room: int | None = None) -> None:
+        self.limit = max(1, limit)
+        self.room = room if room is not None else 2 * self.limit
+        self.deliver = deliver
+        self.cancelled = cancelled
         self.queue: deque[Any] = deque()
         self.cond = threading.Condition()
         self.courier_waiting = False
         self.producer_waiting = False
         self.closed = False
-        # busy time of the producer = wall time not spent waiting for room (or finished);
-        # the courier reports it with each chunk, so a producer's busy column is live
+        # busy time of the puller = wall time not spent waiting for room (or finished)
         self.t_report = time.perf_counter()
-        self.waited = 0.0  # seconds the producer has waited, in total
+        self.waited = 0.0  # seconds the puller has waited, in total
         self.wait_start: float | None = None  # set while it waits (or once it has finished)
         self.waited_reported = 0.0
-        self.thread = threading.Thread(target=self._run, daemon=True,
-                                       name=f"mg-{st.run.graph.name}-{st.path}-courier")
+        self.thread = threading.Thread(target=self._run, daemon=True, name=name)
         self.thread.start()
 
-    # -- producer side -----------------------------------------------------------------------
+    # -- puller side -------------------------------------------------------------------------
     def put(self, value: Any) -> None:
         q = self.queue
         q.append(value)
         if self.courier_waiting:
             self.wake()
-        if len(q) >= 2 * self.limit:
+        if len(q) >= self.room:
             self.wait_for_room()
 
     def wake(self) -> None:
@@ -73,18 +81,18 @@ class Courier:
         self.wait_start = start = time.perf_counter()
         with self.cond:
             self.producer_waiting = True
-            while len(q) >= self.limit and self.thread.is_alive() and not self.st.run.cancelled:
+            while len(q) >= self.limit and self.thread.is_alive() and not self.cancelled():
                 self.cond.wait(0.1)
             self.producer_waiting = False
         self.waited += time.perf_counter() - start
         self.wait_start = None
 
     def producer_done(self) -> None:
-        """The producer function returned: from now on its time is not busy time."""
+        """The puller has finished: from now on its time is not busy time."""
         self.wait_start = time.perf_counter()
 
     def busy_since_report(self) -> float:
-        """Seconds the producer spent in its function since the last report (courier side)."""
+        """Seconds the puller spent working since the last report (courier side)."""
         now = time.perf_counter()
         waited, started = self.waited, self.wait_start
         if started is not None:
@@ -94,6 +102,7 @@ class Courier:
         return busy
 
     def close(self) -> None:
+        """Deliver what is left, then stop the delivering thread."""
         with self.cond:
             self.closed = True
             self.cond.notify_all()
@@ -101,8 +110,7 @@ class Courier:
 
     # -- courier side ------------------------------------------------------------------------
     def _run(self) -> None:
-        q, em, st = self.queue, self.em, self.st
-        run = st.run
+        q = self.queue
         while True:
             with self.cond:
                 self.courier_waiting = True
@@ -116,25 +124,41 @@ class Courier:
             if self.producer_waiting:
                 with self.cond:
                     self.cond.notify_all()
-            if em.pick is None and Routed not in set(map(type, batch)):
-                em.count += n
-                em.out.extend(batch)
-            else:
-                for value in batch:
-                    try:
-                        em.emit_value(value)
-                        if em.dyn:
-                            em.flush_dynamic()
-                    except ROUTING_ERRORS as exc:  # an emission that cannot land: an error row
-                        em.dyn.clear()
-                        run.record_error(st, value.item if type(value) is Routed else value,
-                                         exc, 1)
-                        run.publish(ChunkProcessed(st.path, 0, 1, 0, 0, 0, 0.0))
-            em.flush()
-            if em.count != em.reported:
-                run.publish(ChunkProcessed(st.path, 0, 0, 0, em.count - em.reported, 0,
-                                           self.busy_since_report()))
-                em.reported = em.count
+            self.deliver(batch)
+
+
+class Courier(Handoff):
+    """Moves what a producer emits from its thread to the downstream channels."""
+
+    def __init__(self, st: StageRun) -> None:
+        self.st = st
+        self.em = Emitter(st)
+        run = st.run
+        super().__init__(f"mg-{run.graph.name}-{st.path}-courier", self.em.max_put,
+                         self._emit, lambda: run.cancelled)
+
+    def _emit(self, batch: list[Any]) -> None:
+        em, st = self.em, self.st
+        run = st.run
+        if em.pick is None and Routed not in set(map(type, batch)):
+            em.count += len(batch)
+            em.out.extend(batch)
+        else:
+            for value in batch:
+                try:
+                    em.emit_value(value)
+                    if em.dyn:
+                        em.flush_dynamic()
+                except ROUTING_ERRORS as exc:  # an emission that cannot land: an error row
+                    em.dyn.clear()
+                    run.record_error(st, value.item if type(value) is Routed else value,
+                                     exc, 1)
+                    run.publish(ChunkProcessed(st.path, 0, 1, 0, 0, 0, 0.0))
+        em.flush()
+        if em.count != em.reported:
+            run.publish(ChunkProcessed(st.path, 0, 0, 0, em.count - em.reported, 0,
+                                       self.busy_since_report()))
+            em.reported = em.count
 
 
 def producer_loop(st: StageRun, index: int) -> None:
@@ -157,7 +181,7 @@ def producer_loop(st: StageRun, index: int) -> None:
                 result, "__iter__"
             ):
                 result = [result]  # one item, not its characters or keys
-            q, full = courier.queue, 2 * courier.limit
+            q, full = courier.queue, courier.room
             for value in result:  # the hot loop: an append and three cheap checks per item
                 q.append(value)
                 if courier.courier_waiting:

@@ -36,6 +36,7 @@ from ..ops.batching import loaded_pandas
 from .calls import ErrorRecord, error_record
 from .channel import CANCELLED, OK
 from .emitter import RoutingError
+from .producer import Handoff
 from .stagerun import MAX_CHUNK, StageRun
 
 if TYPE_CHECKING:
@@ -356,21 +357,34 @@ class Run:
         # the iterable is in flight, and a draining stop delivers it
         limit = min([MAX_CHUNK, *(e.spec.options["queue_size"] for e in entries)])
         try:
-            buf: list[Any] = []
-            it = iter(_iter_items(self.items))
-            while not self.stopping:  # checked before pulling: a pulled item is delivered
-                try:
-                    item = next(it)
-                except StopIteration:
-                    break
-                buf.append(item)
-                if len(buf) >= limit or any(e.channel.hungry for e in entries):  # type: ignore[union-attr]
+            items = self.items
+            if isinstance(items, (list, tuple, range)):  # all there already: slices
+                for i in range(0, len(items), limit):
+                    if self.stopping:
+                        break
+                    piece = list(items[i:i + limit])
                     for e in entries:
-                        self.deliver(src, e, buf)  # type: ignore[arg-type]
-                    buf = []
-            if buf:
-                for e in entries:
-                    self.deliver(src, e, buf)  # type: ignore[arg-type]
+                        self.deliver(src, e, piece)  # type: ignore[arg-type]
+                return
+            # the iterable is pulled on this thread, a courier delivers what accumulated
+            hand = Handoff(f"mg-{self.graph.name}-items-courier", limit,
+                           lambda batch: [self.deliver(src, e, batch) for e in entries],  # type: ignore[arg-type]
+                           lambda: self.cancelled, room=limit)
+            try:
+                q, room = hand.queue, hand.room
+                it = iter(_iter_items(items))
+                while not self.stopping:  # checked before pulling: a pulled item is delivered
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        break
+                    q.append(item)
+                    if hand.courier_waiting:
+                        hand.wake()
+                    if len(q) >= room:
+                        hand.wait_for_room()
+            finally:
+                hand.close()  # what was pulled is delivered, also after a failing iterable
         except Exception as exc:  # noqa: BLE001 - a failing iterable is like a failing producer
             log.warning("items= failed: %s: %s", type(exc).__name__, exc,
                         extra=self.log_extra(FEEDER))
