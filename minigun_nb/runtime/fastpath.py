@@ -82,22 +82,13 @@ def run_chunk(
         elif type(r) is _Failed:
             continue
         elif type(r) is GeneratorType or type(r) is Routed:
-            before = em.count
             try:
-                if type(r) is Routed:
-                    em.send(r.target, r.item)
-                else:
-                    for v in r:
-                        em.emit_value(v)
-                if em.dyn:
-                    em.flush_dynamic()
+                if _emit_lazy(em, r):
+                    filtered += 1
             except Exception as exc:  # noqa: BLE001 - an item error, recorded
                 em.dyn.clear()
                 failed += 1
                 record_error(st, chunk[i], exc, 1)
-            else:
-                if em.count == before:
-                    filtered += 1
             append = em.out.append  # emit_value may have flushed a full buffer
         else:
             append(r)
@@ -110,7 +101,6 @@ def _run_chunk_timed(
     st: StageRun, em: Emitter, call: Callable[[Any], Any], chunk: list[Any]
 ) -> tuple[int, int, int, list[float]]:
     """The per-item loop with a clock read between items (latency)."""
-    track = True
     record_error = st.run.record_error
     append = em.out.append
     direct = failed = filtered = 0
@@ -128,32 +118,36 @@ def _run_chunk_timed(
                 if r is None:
                     filtered += 1
                 elif type(r) is GeneratorType or type(r) is Routed:
-                    before = em.count
-                    if type(r) is Routed:
-                        em.send(r.target, r.item)
-                    else:
-                        for v in r:
-                            em.emit_value(v)
-                    if em.dyn:
-                        em.flush_dynamic()
-                    if em.count == before:
+                    if _emit_lazy(em, r):
                         filtered += 1
                     append = em.out.append  # emit_value may have flushed a full buffer
                 else:
                     append(r)
                     direct += 1
-                if track:
-                    t = perf()
-                    lat_append(t - t_prev)
-                    t_prev = t
+                t = perf()
+                lat_append(t - t_prev)
+                t_prev = t
         except Exception as exc:  # noqa: BLE001 - an item error, recorded
             em.dyn.clear()
             failed += 1
             record_error(st, chunk[i - 1], exc, 1)
             append = em.out.append
-            if track:
-                t = perf()
-                lat_append(t - t_prev)
-                t_prev = t
+            t = perf()
+            lat_append(t - t_prev)
+            t_prev = t
     em.count += direct
     return n - failed, failed, filtered, lat
+
+
+def _emit_lazy(em: Emitter, r: Any) -> bool:
+    """Emit what a returned generator yields, or send a returned ``mg.to``; True when that
+    emitted nothing (the item counts as filtered)."""
+    before = em.count
+    if type(r) is Routed:
+        em.send(r.target, r.item)
+    else:
+        for v in r:
+            em.emit_value(v)
+    if em.dyn:
+        em.flush_dynamic()
+    return em.count == before
