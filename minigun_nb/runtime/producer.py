@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import repeat, starmap
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,18 @@ class Handoff:
             self.wake()
         if len(q) >= self.room:
             self.wait_for_room()
+
+    def put_all(self, seq: Any, stopping: Callable[[], bool]) -> None:
+        """Hand over a list, tuple or range in slices (no Python work per item)."""
+        q, step = self.queue, self.limit
+        for i in range(0, len(seq), step):
+            if stopping():
+                break
+            q.extend(seq[i:i + step])
+            if self.courier_waiting:
+                self.wake()
+            if len(q) >= self.room:
+                self.wait_for_room()
 
     def wake(self) -> None:
         # The courier sets its flag before it looks at the queue, so either it sees the new
@@ -120,7 +133,7 @@ class Handoff:
                 if not q:
                     return
             n = min(len(q), self.limit)
-            batch = [q.popleft() for _ in range(n)]
+            batch = list(starmap(q.popleft, repeat((), n)))  # n pops, in C
             if self.producer_waiting:
                 with self.cond:
                     self.cond.notify_all()
@@ -182,6 +195,9 @@ def producer_loop(st: StageRun, index: int) -> None:
             ):
                 result = [result]  # one item, not its characters or keys
             q, full = courier.queue, courier.room
+            if isinstance(result, (list, tuple, range)):  # all there already: slices
+                courier.put_all(result, lambda: run.stopping)
+                result = ()
             for value in result:  # the hot loop: an append and three cheap checks per item
                 q.append(value)
                 if courier.courier_waiting:

@@ -475,3 +475,28 @@ def test_result_waits_for_the_run_like_a_future():
     handle = pipe.start(display="none")
     assert sorted(handle.result(timeout=30).outputs) == [0, 1, 2, 3, 4]
     assert handle.done
+
+
+@pytest.mark.parametrize("kind", [list, tuple, range])
+def test_a_producer_returning_a_sequence_hands_it_over_whole_and_stops_on_a_drain(kind):
+    n = 25_000
+    source = range(n) if kind is range else kind(range(n))
+    assert sorted(mg.Pipeline([mg.producer(lambda: source, name="gen"),
+                               mg.processor(lambda x: x + 1, name="inc")]
+                              ).run(display="none").outputs) == list(range(1, n + 1))
+
+    started = threading.Event()
+
+    @mg.processor(queue_size=50)
+    def slow(x):
+        started.set()
+        time.sleep(0.001)
+        return x
+
+    handle = (mg.producer(lambda: source, name="gen") | slow).start(display="none")
+    assert started.wait(10)
+    handle.stop()
+    result = handle.wait(timeout=30)
+    assert result.stopped and len(result.outputs) < n
+    assert sorted(result.outputs) == list(range(len(result.outputs)))  # a prefix, no gap
+    assert_conserved(result)
