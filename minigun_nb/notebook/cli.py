@@ -5,8 +5,11 @@
 prints each finished run's summary table, and exits
 
 - 0 when every run ended ``done`` with no error rows;
-- 1 when a run failed, was cancelled, or had error rows (error rows are allowed with
-  ``--allow-errors``), or when the script raised;
+- 1 when a run failed, was stopped or cancelled, or had error rows (error rows are allowed
+  with ``--allow-errors``), or when the script raised;
+
+Runs the script started but did not wait for (``pipe.start()``) are waited for before the
+exit status is decided.
 - 2 on a usage error.
 
 Notebooks (``.ipynb``) and ``minigun-nb export`` need the notebook export, which is not built
@@ -60,7 +63,7 @@ class _Tally:
 
     def __call__(self, result: RunResult) -> None:
         self.runs += 1
-        if not result.ok:
+        if result.status != "done":  # failed, or stopped/cancelled: the job did not finish
             self.failed += 1
         if len(result._errors):
             self.with_errors += 1
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     try:
         runpy.run_path(script, run_name="__main__")
+        for started in list(handle.LIVE_HANDLES):  # runs left running by the script
+            started.wait()
     except SystemExit as exc:  # the script's own exit status wins when it is an error
         if exc.code not in (None, 0):
             return exc.code if isinstance(exc.code, int) else 1
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         handle.RESULT_LISTENERS.remove(tally)
     problems = tally.failed + (0 if opts.allow_errors else tally.with_errors)
     print(
-        f"\nminigun-nb: {tally.runs} run(s), {tally.failed} failed, "
+        f"\nminigun-nb: {tally.runs} run(s), {tally.failed} failed or stopped, "
         f"{tally.with_errors} with errors",
         file=sys.stderr,
     )

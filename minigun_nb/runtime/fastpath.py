@@ -40,6 +40,8 @@ _FAILED = _Failed()
 #: result types that need more than an append: nothing to emit, a generator to iterate, a
 #: dynamic route, a failed call
 _SPECIAL = frozenset((type(None), GeneratorType, Routed, _Failed))
+#: results that must be consumed right after their call (a generator may read per-worker state)
+_LAZY = frozenset((GeneratorType, Routed))
 
 
 def run_chunk(
@@ -47,14 +49,18 @@ def run_chunk(
 ) -> tuple[int, int, int, list[float]]:
     """Process one chunk; returns (done, failed, filtered, latencies).
 
-    Untimed chunks call the function through ``map`` (the per-item loop runs in C) and look
-    at the results afterwards: when they are all plain values they are emitted in one
-    ``extend``. A call that raises stops ``list.extend`` with every earlier result kept, so
-    its index is known; it is recorded and the chunk goes on after it. Timed chunks take the
-    per-item loop, which reads the clock between items.
+    Timed chunks, and every chunk of a stage not yet seen to return only plain values, take
+    the per-item loop: the call, then at once whatever it returned (a returned generator is
+    iterated before the next call, as it may read a cursor or a file of the worker). Once a
+    whole chunk came back without a generator or ``mg.to``, untimed chunks call the function
+    through ``map`` (the per-item loop runs in C) and emit plain results in one ``extend``.
+    A call that raises stops ``list.extend`` with every earlier result kept, so its index is
+    known; it is recorded and the chunk goes on after it.
     """
-    if track:
-        return _run_chunk_timed(st, em, call, chunk)
+    if track or not st.plain_results:
+        done, failed, filtered, lat, lazy = _run_chunk_loop(st, em, call, chunk, track)
+        st.plain_results = not lazy
+        return done, failed, filtered, lat
     record_error = st.run.record_error
     n = len(chunk)
     results: list[Any] = []
@@ -63,17 +69,27 @@ def run_chunk(
     while pos < n:
         try:
             results.extend(map(call, chunk[pos:] if pos else chunk))
-            break
         except Exception as exc:  # noqa: BLE001 - an item error, recorded
             k = len(results)  # the item whose call raised
             record_error(st, chunk[k], exc, 1)
-            results.append(_FAILED)
-            failed += 1
-            pos = k + 1
-    if _SPECIAL.isdisjoint(set(map(type, results))):
+        else:
+            k = len(results)
+            if k == n:
+                break
+            # list.extend took a StopIteration raised by the function for the end of the map
+            record_error(st, chunk[k], StopIteration(
+                "the stage function raised StopIteration (a bare next() on an exhausted "
+                "iterator?); its traceback is not kept on this path"), 1)
+        results.append(_FAILED)
+        failed += 1
+        pos = k + 1
+    kinds = set(map(type, results))
+    if _SPECIAL.isdisjoint(kinds):
         em.out.extend(results)
         em.count += n
         return n, 0, 0, []
+    if not _LAZY.isdisjoint(kinds):
+        st.plain_results = False  # it does return generators: per-item loop from now on
     append = em.out.append
     direct = filtered = 0
     for i, r in enumerate(results):
@@ -86,7 +102,6 @@ def run_chunk(
                 if _emit_lazy(em, r):
                     filtered += 1
             except Exception as exc:  # noqa: BLE001 - an item error, recorded
-                em.dyn.clear()
                 failed += 1
                 record_error(st, chunk[i], exc, 1)
             append = em.out.append  # emit_value may have flushed a full buffer
@@ -97,13 +112,15 @@ def run_chunk(
     return n - failed, failed, filtered, []
 
 
-def _run_chunk_timed(
-    st: StageRun, em: Emitter, call: Callable[[Any], Any], chunk: list[Any]
-) -> tuple[int, int, int, list[float]]:
-    """The per-item loop with a clock read between items (latency)."""
+def _run_chunk_loop(
+    st: StageRun, em: Emitter, call: Callable[[Any], Any], chunk: list[Any], timed: bool
+) -> tuple[int, int, int, list[float], bool]:
+    """The per-item loop, with a clock read between items when ``timed``; the last value
+    says whether any call returned a generator or an ``mg.to``."""
     record_error = st.run.record_error
     append = em.out.append
     direct = failed = filtered = 0
+    lazy = False
     lat: list[float] = []
     lat_append = lat.append
     n = len(chunk)
@@ -118,36 +135,43 @@ def _run_chunk_timed(
                 if r is None:
                     filtered += 1
                 elif type(r) is GeneratorType or type(r) is Routed:
+                    lazy = True
                     if _emit_lazy(em, r):
                         filtered += 1
                     append = em.out.append  # emit_value may have flushed a full buffer
                 else:
                     append(r)
                     direct += 1
-                t = perf()
-                lat_append(t - t_prev)
-                t_prev = t
+                if timed:
+                    t = perf()
+                    lat_append(t - t_prev)
+                    t_prev = t
         except Exception as exc:  # noqa: BLE001 - an item error, recorded
-            em.dyn.clear()
             failed += 1
             record_error(st, chunk[i - 1], exc, 1)
             append = em.out.append
-            t = perf()
-            lat_append(t - t_prev)
-            t_prev = t
+            if timed:
+                t = perf()
+                lat_append(t - t_prev)
+                t_prev = t
     em.count += direct
-    return n - failed, failed, filtered, lat
+    return n - failed, failed, filtered, lat, lazy
 
 
 def _emit_lazy(em: Emitter, r: Any) -> bool:
     """Emit what a returned generator yields, or send a returned ``mg.to``; True when that
-    emitted nothing (the item counts as filtered)."""
-    before = em.count
-    if type(r) is Routed:
-        em.send(r.target, r.item)
-    else:
-        for v in r:
-            em.emit_value(v)
-    if em.dyn:
-        em.flush_dynamic()
+    emitted nothing (the item counts as filtered). A generator that fails half-way takes back
+    what it yielded (what a full buffer already delivered stays delivered), then re-raises."""
+    before, mark, flushes = em.count, len(em.out), em.flushes
+    try:
+        if type(r) is Routed:
+            em.send(r.target, r.item)
+        else:
+            for v in r:
+                em.emit_value(v)
+        if em.dyn:
+            em.flush_dynamic()
+    except BaseException:
+        em.discard_item_emissions(mark, flushes)
+        raise
     return em.count == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,9 @@ def _now() -> float:
 #: called with every finished run's RunResult, in this process (the headless runner counts
 #: failures with it); a listener that raises is logged
 RESULT_LISTENERS: list[Callable[[RunResult], None]] = []
+#: every run started in this process and not yet garbage (a running one is held by its
+#: supervisor thread): the headless runner waits for runs a script started but left running
+LIVE_HANDLES: weakref.WeakSet[RunHandle] = weakref.WeakSet()
 
 
 def _supervise(handle: RunHandle, run: Run, pipe: Pipeline) -> None:
@@ -204,6 +208,7 @@ def _start(pipe: Pipeline, items: Any, observers: Iterable[Any]) -> tuple[RunHan
         raise DefinitionError(f"pipeline {pipe.name!r} has no stages; define some first.")
     run = Run(pipe, graph, items, observers)
     handle = RunHandle(run)
+    LIVE_HANDLES.add(handle)
     for _pp, hook in graph.hooks.get("before_run", ()):
         hook()
     from .remote import prepare_run

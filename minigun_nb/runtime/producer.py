@@ -54,8 +54,9 @@ class Handoff:
         self.closed = False
         # busy time of the puller = wall time not spent waiting for room (or finished)
         self.t_report = time.perf_counter()
-        self.waited = 0.0  # seconds the puller has waited, in total
-        self.wait_start: float | None = None  # set while it waits (or once it has finished)
+        #: (seconds waited in total, start of the current wait or None): one tuple, replaced
+        #: whole, so the courier never reads half an update
+        self.wait_state: tuple[float, float | None] = (0.0, None)
         self.waited_reported = 0.0
         self.thread = threading.Thread(target=self._run, daemon=True, name=name)
         self.thread.start()
@@ -91,23 +92,23 @@ class Handoff:
 
     def wait_for_room(self) -> None:
         q = self.queue
-        self.wait_start = start = time.perf_counter()
+        start = time.perf_counter()
+        self.wait_state = (self.wait_state[0], start)
         with self.cond:
             self.producer_waiting = True
             while len(q) >= self.limit and self.thread.is_alive() and not self.cancelled():
                 self.cond.wait(0.1)
             self.producer_waiting = False
-        self.waited += time.perf_counter() - start
-        self.wait_start = None
+        self.wait_state = (self.wait_state[0] + time.perf_counter() - start, None)
 
     def producer_done(self) -> None:
         """The puller has finished: from now on its time is not busy time."""
-        self.wait_start = time.perf_counter()
+        self.wait_state = (self.wait_state[0], time.perf_counter())
 
     def busy_since_report(self) -> float:
         """Seconds the puller spent working since the last report (courier side)."""
         now = time.perf_counter()
-        waited, started = self.waited, self.wait_start
+        waited, started = self.wait_state
         if started is not None:
             waited += max(0.0, now - started)
         busy = max(0.0, (now - self.t_report) - (waited - self.waited_reported))
@@ -178,9 +179,16 @@ def producer_loop(st: StageRun, index: int) -> None:
     """Call the producer once and hand everything it emits to a courier."""
     run = st.run
     courier = Courier(st)
-    resources: dict[str, Any] = {}
     try:
         resources = st.setup()
+    except Exception as exc:  # noqa: BLE001 - no producer without its resources
+        courier.producer_done()
+        courier.close()
+        st.status = "failed"
+        run.record_error(st, None, exc, 1, has_item=False, fatal="setup")
+        run.publish(ChunkProcessed(st.path, 0, 1, 0, 0, 0, 0.0))
+        return
+    try:
         put = courier.put
         output = Output(put, lambda name, item: put(Routed(name, item)))
         call = bind(st.spec.function, resources, output, item_param=False)

@@ -63,6 +63,8 @@ class StageRun:
         chunk = spec.options["chunk_size"]
         self.max_take = min(chunk or MAX_CHUNK, spec.options["queue_size"])
         self.per_item = 0.0  # running estimate of seconds per item
+        #: a whole chunk came back without a generator or mg.to (fastpath's map path)
+        self.plain_results = False
         self.alive = 0
         self.status = "pending"
         self.group: Any = None

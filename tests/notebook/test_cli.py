@@ -56,7 +56,7 @@ def test_a_clean_run_exits_0_and_prints_the_summary(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "outputs 25" in done.stdout  # the script got its own arguments
     assert ": done" in done.stdout and "check" in done.stdout and "keep" in done.stdout
-    assert "1 run(s), 0 failed, 0 with errors" in done.stderr
+    assert "1 run(s), 0 failed or stopped, 0 with errors" in done.stderr
 
 
 def test_error_rows_exit_1_unless_allowed(tmp_path):
@@ -73,6 +73,37 @@ def test_a_failed_run_exits_1_with_the_stage_error(tmp_path):
     assert done.returncode == 1
     assert "StageError" in done.stderr and "'check'" in done.stderr
     assert ": failed" in done.stdout
+
+
+def test_a_stopped_run_and_a_run_left_running_count(tmp_path):
+    stopped = tmp_path / "stopped.py"
+    stopped.write_text(textwrap.dedent("""
+        import itertools, time
+        import minigun_nb as mg
+        pipe = mg.Pipeline("endless")
+        pipe.producer(lambda: itertools.count(), name="gen")
+        pipe.processor(lambda x: time.sleep(0.001), name="nap")
+        handle = pipe.start(display="none")
+        time.sleep(0.2)
+        handle.stop()  # a drained, partial run: the job did not finish
+        handle.wait()
+    """))
+    done = minigun_nb("run", str(stopped), cwd=tmp_path)
+    assert done.returncode == 1 and ": stopped" in done.stdout
+    assert "1 run(s), 1 failed or stopped" in done.stderr
+
+    left = tmp_path / "left.py"
+    left.write_text(textwrap.dedent("""
+        import time
+        import minigun_nb as mg
+        def bad(x):
+            time.sleep(0.01)
+            raise ValueError(x)
+        mg.Pipeline([mg.processor(bad, name="bad")]).start(items=range(20), display="none")
+    """))  # returns while the run goes on: the runner waits for it
+    done = minigun_nb("run", str(left), cwd=tmp_path)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "1 run(s), 0 failed or stopped, 1 with errors" in done.stderr
 
 
 def test_usage_errors_exit_2(tmp_path):

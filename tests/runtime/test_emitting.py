@@ -339,3 +339,57 @@ def test_the_chunk_fast_path_keeps_every_kind_of_result_and_error_in_place(track
     assert (work.failed, work.filtered) == (len(failed), filtered)
     assert work.items_out == len(expected_main) + len(expected_side)
     assert_conserved(result)
+
+
+@pytest.mark.parametrize("track_latency", [False, True])
+def test_a_function_raising_stop_iteration_fails_only_that_item(track_latency):
+    def f(x):
+        if x % 500 == 3:
+            return next(iter([]))  # a bare next() on an exhausted iterator
+        return x
+
+    pipe = mg.Pipeline([mg.processor(f, name="f")], track_latency=track_latency)
+    result = pipe.run(items=range(5000), display="none")
+    assert sorted(result.outputs) == [x for x in range(5000) if x % 500 != 3]
+    assert sorted(result.errors["item"]) == list(range(3, 5000, 500))
+    assert set(result.errors["exc_type"]) == {"StopIteration"}
+    assert_conserved(result)
+
+
+@pytest.mark.parametrize("track_latency", [False, True])
+def test_a_returned_generator_runs_before_the_next_call(track_latency):
+    # a lazy generator over per-worker state (a DB cursor, a file) must be consumed before
+    # the next call reuses that state
+    state = {"rows": []}
+
+    def query(x):
+        state["rows"] = [x, x + 1]  # the "cursor" the next call overwrites
+
+        def fetch():
+            yield from state["rows"]  # read when iterated, like a cursor
+
+        return fetch()
+
+    pipe = mg.Pipeline([mg.processor(query, name="query")], track_latency=track_latency)
+    result = pipe.run(items=range(0, 4000, 10), display="none")
+    assert sorted(result.outputs) == sorted(v for x in range(0, 4000, 10) for v in (x, x + 1))
+    assert result.stats.loc["query", "filtered"] == 0
+
+
+@pytest.mark.parametrize("track_latency", [False, True])
+def test_a_returned_generator_failing_half_way_takes_back_what_it_yielded(track_latency):
+    def parts(x):
+        def gen():
+            for k in range(3):
+                if x % 100 == 1 and k == 2:
+                    raise ValueError(x)
+                yield (x, k)
+        return gen()
+
+    pipe = mg.Pipeline([mg.processor(parts, name="parts")], track_latency=track_latency)
+    result = pipe.run(items=range(2000), display="none")
+    assert sorted(result.outputs) == [(x, k) for x in range(2000) if x % 100 != 1
+                                      for k in range(3)]
+    assert result.stats.loc["parts", "items_out"] == len(result.outputs)
+    assert sorted(result.errors["item"]) == list(range(1, 2000, 100))
+    assert_conserved(result)

@@ -329,3 +329,21 @@ def test_the_error_table_keeps_the_items_themselves():
     items = by_stage["f"]
     assert sorted(map(repr, items)) == sorted(map(repr, [5, (1, 2), [3]]))
     assert {type(v) for v in items} == {int, tuple, list}  # not numpy scalars
+
+
+def test_a_producer_whose_setup_fails_fails_the_run_and_is_not_torn_down():
+    torn = []
+
+    def bad_setup():
+        raise ConnectionError("no source")
+
+    pipe = mg.Pipeline("src")
+    pipe.producer(lambda: range(5), name="gen", setup=bad_setup,
+                  teardown=lambda **kw: torn.append(kw))
+    pipe.processor(lambda x: x, name="f")
+    result = pipe.run(display="none")
+    assert result.status == "failed" and not result.ok and result.outputs == []
+    assert result.errors["exc_type"].tolist() == ["ConnectionError"]
+    assert result.stats.loc["gen", "status"] == "failed"
+    assert torn == []  # nothing was set up, so nothing is torn down
+    assert_conserved(result)
