@@ -2,8 +2,10 @@
 
 Items travel as lists (chunks) so a hop costs one lock round-trip per chunk, not per item.
 ``get`` takes what is already there up to a limit and never waits to fill a chunk, so a lone
-item passes at once. The bound counts items: a put is accepted while fewer than ``capacity``
-items are queued, so the queue never holds more than ``capacity`` items plus one chunk.
+item passes at once. The bound counts items: a put is accepted while at most ``capacity``
+items are queued, so the queue never holds more than ``capacity`` items plus one chunk. With
+chunks as big as the queue (the default for fast stages) that is two chunks: the sender fills
+the second while the receiver works on the first, instead of a thread switch at every chunk.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class Channel:
         cancelled: the chunk was not queued and counts as cancelled).
         """
         with self._lock:
-            while block and self._size >= self.capacity and not self.cancelled and not self.closed:
+            while block and self._size > self.capacity and not self.cancelled and not self.closed:
                 self._not_full.wait()
             if self.cancelled:
                 return CANCELLED
@@ -84,7 +86,7 @@ class Channel:
                 out = first[:limit]
                 self._chunks[0] = first[limit:]
             self._size -= len(out)
-            if self._size < self.capacity:  # a putter can only proceed below capacity
+            if self._size <= self.capacity:  # a putter can only proceed up to capacity
                 self._not_full.notify_all()
             if self._chunks:
                 self._not_empty.notify()

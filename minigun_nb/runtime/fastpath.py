@@ -88,8 +88,12 @@ def run_chunk(
         em.out.extend(results)
         em.count += n
         return n, 0, 0, []
-    if not _LAZY.isdisjoint(kinds):
-        st.plain_results = False  # it does return generators: per-item loop from now on
+    if _LAZY.isdisjoint(kinds):  # values, None (filtered) and failed calls: no Python loop
+        kept = [r for r in results if r is not None and r is not _FAILED]
+        em.out.extend(kept)
+        em.count += len(kept)
+        return n - failed, failed, n - failed - len(kept), []
+    st.plain_results = False  # it does return generators: per-item loop from now on
     append = em.out.append
     direct = filtered = 0
     for i, r in enumerate(results):

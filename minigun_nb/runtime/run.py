@@ -134,6 +134,8 @@ class Run:
         self.max_outputs = graph.options["max_outputs"]
         self.outputs_dropped = 0
         self.stopping = False
+        #: the hand-offs of producers and of ``items=`` (their pullers watch a signal)
+        self.handoffs: list[Handoff] = []
         self.cancelled = False
         self.failure: StageError | None = None
         #: stages that could not start (their setup failed): the run is "failed" even when
@@ -369,9 +371,9 @@ class Run:
             # the iterable is pulled on this thread, a courier delivers what accumulated
             hand = Handoff(f"mg-{self.graph.name}-items-courier", limit,
                            lambda batch: [self.deliver(src, e, batch) for e in entries],  # type: ignore[arg-type]
-                           lambda: self.cancelled, room=limit)
+                           self, room=limit)
             try:
-                q, room = hand.queue, hand.room
+                q, room, signal, attend = hand.queue, hand.room, hand.signal, hand.attend
                 it = iter(_iter_items(items))
                 while not self.stopping:  # checked before pulling: a pulled item is delivered
                     try:
@@ -379,8 +381,8 @@ class Run:
                     except StopIteration:
                         break
                     q.append(item)
-                    if hand.courier_waiting:
-                        hand.wake()
+                    if signal:
+                        attend()  # wakes the courier; the loop's own test sees a stop
                     if len(q) >= room:
                         hand.wait_for_room()
             finally:
@@ -421,13 +423,15 @@ class Run:
     def stop(self, drain: bool = True) -> None:
         """Draining stop: producers and the item feeder stop, everything in flight finishes."""
         self.stopping = True
+        for hand in self.handoffs:
+            hand.signal.append(True)  # their pullers look up at the next item
         if not drain:
             self.cancel()
 
     def cancel(self) -> None:
         """Stop now: queued items and items not yet started are cancelled."""
-        self.stopping = True
         self.cancelled = True
+        self.stop()
         for st in self.stages.values():
             if st.channel is not None:
                 items = st.channel.cancel()

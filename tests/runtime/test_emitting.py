@@ -393,3 +393,31 @@ def test_a_returned_generator_failing_half_way_takes_back_what_it_yielded(track_
     assert result.stats.loc["parts", "items_out"] == len(result.outputs)
     assert sorted(result.errors["item"]) == list(range(1, 2000, 100))
     assert_conserved(result)
+
+
+@pytest.mark.parametrize("track_latency", [False, True])
+def test_a_filtering_stage_on_the_chunk_fast_path_keeps_order_counts_and_errors(track_latency):
+    # no generator and no mg.to: after its first chunk the stage takes the map-based path,
+    # whose results are values, None (filtered) and failed calls
+    def keep_odd(x):
+        if x % 101 == 0:
+            raise ValueError(x)
+        return x if x % 2 else None
+
+    pipe = mg.Pipeline("filtering", track_latency=track_latency)
+    pipe.producer(lambda: range(30_000), name="gen")
+    pipe.processor(keep_odd, name="odd")
+    pipe.consumer(lambda x: None, name="drop")  # a consumer: every result is None
+    pipe.processor(lambda x: x, name="echo", from_="odd")
+    result = pipe.run(display="none")
+
+    failed = [x for x in range(30_000) if x % 101 == 0]
+    kept = [x for x in range(30_000) if x % 101 and x % 2]
+    assert result.outputs_by_stage["echo"] == kept  # one worker each: order kept
+    assert sorted(result.errors["item"]) == failed
+    odd = result.stats.loc["odd"]
+    assert (odd.done, odd.failed, odd.filtered) == (30_000 - len(failed), len(failed),
+                                                    30_000 - len(failed) - len(kept))
+    drop = result.stats.loc["drop"]
+    assert (drop.done, drop.failed, drop.items_out) == (len(kept), 0, 0)
+    assert_conserved(result)
