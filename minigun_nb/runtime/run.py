@@ -375,14 +375,12 @@ class Run:
             try:
                 q, room, signal, attend = hand.queue, hand.room, hand.signal, hand.attend
                 it = iter(_iter_items(items))
-                while not self.stopping:  # checked before pulling: a pulled item is delivered
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        break
+                # a stop is seen at the item after it (the signal): what was pulled is
+                # delivered, and at most an item or two are pulled after the stop
+                for item in () if self.stopping else it:
                     q.append(item)
-                    if signal:
-                        attend()  # wakes the courier; the loop's own test sees a stop
+                    if signal and attend():  # the courier waits for this item, or a stop
+                        break
                     if len(q) >= room:
                         hand.wait_for_room()
             finally:

@@ -228,12 +228,17 @@ def test_items_feeder_reads_ahead_no_more_than_the_entry_queue_and_stops_on_a_dr
 
     handle = mg.Pipeline([slow]).start(items=endless(), display="none")
     assert seen.wait(20)
-    ahead = last[0] - handle.stats.loc["slow", "done"]
+    pulled_at_stop = last[0]
+    ahead = pulled_at_stop - handle.stats.loc["slow", "done"]
     handle.stop()
     result = handle.wait(timeout=20)
-    # the queue (10), a chunk being delivered (10), the hand-off (10), not 1000 items
-    assert ahead <= 40, ahead
-    assert result.stats.loc["slow", "items_in"] == last[0] <= 30 + 40
+    # the queue (up to queue_size plus one chunk: 20), a chunk being delivered (10), the
+    # hand-off (10) and the item in the worker's hands; not 1000 items
+    assert ahead <= 41, ahead
+    # after the stop: the feeder sees it at the next item it pulls (plus a hand-off's worth
+    # if room freed before the stop reached it)
+    assert result.stats.loc["slow", "items_in"] == last[0] <= pulled_at_stop + 11, (
+        pulled_at_stop, last[0])
     assert result.outputs == list(range(last[0])) and result.stopped
     assert_conserved(result)
 
