@@ -7,16 +7,29 @@ later) finds its workers warm. Workers exit after ``worker_idle_timeout`` idle s
 ``timeout=``) and the pool itself is closed after that long unused; ``mg.shutdown()`` and
 interpreter exit close every pool now. A pool whose worker died is replaced on the next submit.
 
+During a run each worker runs one long loky task (``_wire.serve``) that connects back over a
+private local socket and takes the run's chunks from it; loky still owns the processes (their
+start, idle timeout, crash detection, replacement). Per chunk this costs a pickle and a socket
+write, not loky's ~0.2 ms of manager and feeder threads. A worker that dies ends its
+connection: the chunks it held fail as a crash (:class:`WorkerDied`, with loky's exit codes),
+and the next submit starts serve tasks on a replaced pool. At the end of the run the kernel
+says bye and the workers are free (and warm) again.
+
 Chunks are pickled by us, with protocol 5 and out-of-band buffers (a DataFrame's blocks are
 copied once on the way, not three times), so an item or a result that cannot be pickled costs
-only that item. The job (function, hooks, options) travels once per worker per run: it rides
-with the first tasks, and a worker that has not seen it asks for it.
+only that item. The job (function, hooks, options) travels once per worker per run, with its
+serve task.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import os
+import pickle
+import shutil
+import socket
+import tempfile
 import threading
 import time
 import weakref
@@ -26,7 +39,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import _chunk
+from . import _wire
 from .base import (
     TIMEOUT_EXIT,
     ErrorInfo,
@@ -43,6 +56,9 @@ if TYPE_CHECKING:
     from ..runtime.stagerun import StageRun
 
 log = logging.getLogger("minigun_nb")
+#: a chunk bigger than this is written by its link's sender thread (a socket buffer holds
+#: about this much, so a smaller one never blocks the driver while its worker is busy)
+BIG_PAYLOAD = 64 << 10
 
 
 class StagePool:
@@ -185,15 +201,142 @@ def shutdown(wait: bool = True) -> None:
 atexit.register(shutdown)
 
 
-def _pid(worker: str) -> int | None:
-    try:
-        return int(worker.split("pid=", 1)[1].split()[0])
-    except (IndexError, ValueError):
-        return None
+class _Task:
+    """A chunk on its way to a worker and back."""
+
+    __slots__ = ("fut", "blob", "report", "moved", "big")
+
+    def __init__(self, fut: Future[None], blob: Any, report: Callable[[Outcome], None],
+                 moved: float) -> None:
+        self.fut = fut
+        self.blob = blob
+        self.report = report
+        self.moved = moved
+        self.big = payload_size(blob) > BIG_PAYLOAD
+
+
+class _Link:
+    """One worker serving this run's chunks: the tasks it holds, in the order they were sent
+    (its answers come back in that order), a reader thread, and a sender thread for the
+    payloads that could block the driver."""
+
+    def __init__(self, ex: ProcessExecutor, conn: Any, serial: int, pid: int) -> None:
+        self.ex = ex
+        self.conn = conn
+        self.serial = serial
+        self.pid = pid
+        self.cond = threading.Condition()
+        self.inflight: deque[_Task] = deque()
+        self.outbox: deque[_Task | None] = deque()  # None: say bye
+        self.sending = False
+        self.alive = True
+        self.served = 0
+        self.replies: deque[bytes] = deque()
+        name = f"mg-{ex.name}-w{pid}"
+        self.reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
+        self.sender = threading.Thread(target=self._send_loop, name=f"{name}-sender",
+                                       daemon=True)
+
+    def start(self) -> None:
+        self.reader.start()
+        self.sender.start()
+
+    # -- sending -------------------------------------------------------------------------------
+    def put(self, task: _Task | None, direct: bool) -> None:
+        """Send ``task`` (in order after what was sent before). ``direct``: write it on the
+        calling thread when nothing is being sent and it is small (a socket takes it at
+        once), which saves a thread hop; otherwise the sender thread writes it."""
+        with self.cond:
+            if task is not None:
+                self.inflight.append(task)
+            if not direct or self.sending or self.outbox or task is None or task.big:
+                self.outbox.append(task)
+                self.cond.notify_all()
+                return
+            self.sending = True
+        try:
+            self._write(task)
+        finally:
+            with self.cond:
+                self.sending = False
+                if self.outbox:
+                    self.cond.notify_all()
+
+    def _write(self, task: _Task | None) -> None:
+        try:
+            if task is None:
+                self.conn.send_bytes(b"B")
+            else:
+                _wire.send_chunk(self.conn, task.blob)
+        except OSError:
+            pass  # the worker is gone: the reader sees it and fails what it held
+
+    def _send_loop(self) -> None:
+        while True:
+            with self.cond:
+                while self.alive and (self.sending or not self.outbox):
+                    self.cond.wait()
+                if not self.alive:
+                    return
+                task = self.outbox.popleft()
+                self.sending = True
+            self._write(task)
+            with self.cond:
+                self.sending = False
+                self.cond.notify_all()
+            if task is None:
+                return
+
+    def take_unsent(self) -> list[_Task]:
+        """Tasks not written yet (cancel): they leave this link."""
+        with self.cond:
+            unsent = [t for t in self.outbox if t is not None]
+            self.outbox = deque(t for t in self.outbox if t is None)
+            for t in unsent:
+                self.inflight.remove(t)
+            return unsent
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _read(self) -> None:
+        conn, ex = self.conn, self.ex
+        try:
+            while True:
+                try:
+                    frame = conn.recv_bytes()
+                    tag = frame[:1]
+                    if tag == b"R":
+                        payload, moved = _wire.read_result(conn, frame)
+                    elif tag == b"T":
+                        with self.cond:
+                            self.replies.append(frame[1:])
+                            self.cond.notify_all()
+                        continue
+                except (EOFError, OSError):
+                    break
+                with self.cond:
+                    task = self.inflight.popleft()
+                    self.served += 1
+                if tag == b"R":
+                    ex._answer(task, payload, moved)
+                else:  # E: the chunk could not run there at all
+                    try:
+                        exc = pickle.loads(frame[1:])
+                    except Exception as err:  # noqa: BLE001
+                        exc = err
+                    task.fut.set_exception(exc)
+        finally:
+            with self.cond:
+                self.alive = False
+                lost = list(self.inflight)
+                self.inflight.clear()
+                self.outbox.clear()
+                self.cond.notify_all()
+            conn.close()
+            ex._lost(self, lost)
 
 
 class ProcessExecutor:
-    """Chunks as tasks of the stage's loky pool."""
+    """Chunks go to the stage's loky workers over one private connection each (_wire)."""
 
     depth = 2
     isolates_crashes = False
@@ -201,145 +344,243 @@ class ProcessExecutor:
 
     def __init__(self, st: StageRun) -> None:
         opts = st.spec.options
+        self.name = st.path
         self.workers = st.workers
         self.pool = get_pool(st.spec.stage, st.path, st.workers, opts["worker_idle_timeout"])
         self.job: Job | None = None
         self.blob = b""
-        self.sent = 0
-        self.served: set[int] = set()
-        self.pending: set[Any] = set()
         self.lock = threading.Lock()
+        self.links: list[_Link] = []
+        self.waiting: deque[_Task] = deque()  # no worker connected to take them yet
+        self.serves: dict[int, Any] = {}  # serial -> the loky future of its serve task
+        self.starting = 0  # serve tasks submitted and not connected yet
+        self.serial = 0
+        self.closed = False  # no more chunks: a worker connecting now is sent away
+        self.stopped = False  # the acceptor ends
+        self.death = ""  # what loky said of the last pool that broke
         self.item_bytes = 0.0  # pickled bytes per item (items or results, the larger)
+        self.listener: socket.socket | None = None
+        self.address: Any = None
+        self.key = os.urandom(16)
+        self._tmpdir: str | None = None
 
+    # -- the run's lifetime --------------------------------------------------------------------
     def open(self, job: Job) -> None:
         import cloudpickle
 
         self.job = job
         self.blob = cloudpickle.dumps(job)
+        if hasattr(socket, "AF_UNIX"):
+            self._tmpdir = tempfile.mkdtemp(prefix="mg-")
+            self.address = os.path.join(self._tmpdir, "s")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        else:  # no Unix sockets (Windows): loopback TCP
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.address = ("127.0.0.1", 0)
+        sock.bind(self.address)
+        if not isinstance(self.address, str):
+            self.address = sock.getsockname()
+        sock.listen(max(8, 2 * self.workers))
+        sock.settimeout(0.2)
+        self.listener = sock
+        threading.Thread(target=self._accept, name=f"mg-{self.name}-accept", daemon=True).start()
 
+    def _accept(self) -> None:
+        from multiprocessing.connection import Connection
+
+        sock = self.listener
+        assert sock is not None
+        while not self.stopped:
+            try:
+                raw, _ = sock.accept()  # a blocking socket (the listener's timeout is not kept)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn = Connection(raw.detach())
+            try:
+                if conn.recv_bytes() != self.key:
+                    conn.close()
+                    continue
+                hello = conn.recv_bytes()
+                serial, pid = pickle.loads(hello[1:])
+            except Exception:  # noqa: BLE001 - not one of ours, or it died on the way
+                conn.close()
+                continue
+            link = _Link(self, conn, serial, pid)
+            with self.lock:
+                self.starting = max(0, self.starting - 1)
+                if self.closed:
+                    late = True
+                else:
+                    late = False
+                    self.links.append(link)
+                    waiting = list(self.waiting)
+                    self.waiting.clear()
+            link.start()
+            if late:
+                link.put(None, direct=False)
+                continue
+            for task in waiting:  # on the sender thread: the acceptor must not block
+                self._place(task, direct=False)
+
+    def _ensure_workers(self) -> None:
+        """Serve tasks for the workers that are not connected (first use, after a crash)."""
+        from loky.process_executor import BrokenProcessPool
+
+        with self.lock:
+            missing = self.workers - len(self.links) - self.starting
+            if missing <= 0 or self.closed:
+                return
+            self.starting += missing
+            serials = list(range(self.serial, self.serial + missing))
+            self.serial += missing
+        assert self.job is not None
+        for serial in serials:
+            try:
+                fut = self.pool.executor().submit(
+                    _wire.serve, self.address, self.key, serial, self.job.token, self.blob)
+            except (BrokenProcessPool, RuntimeError) as exc:
+                self._serve_ended(serial, None, exc)
+                continue
+            with self.lock:
+                self.serves[serial] = fut
+            fut.add_done_callback(partial(self._serve_ended, serial))
+
+    def _serve_ended(self, serial: int, fut: Any, exc: BaseException | None = None) -> None:
+        if fut is not None and not fut.cancelled():
+            exc = fut.exception()
+        if exc is not None:
+            self.death = str(exc)
+        with self.lock:
+            connected = any(link.serial == serial for link in self.links)
+            if connected:
+                return  # its reader sees the end of the connection
+            if fut is not None and self.serves.pop(serial, None) is None:
+                return  # already counted
+            self.starting = max(0, self.starting - 1)
+            if self.links or self.starting or not self.waiting:
+                return
+            stranded = list(self.waiting)
+            self.waiting.clear()
+        # no worker will come for them: like a crash (the driver re-runs them)
+        for task in stranded:
+            task.fut.set_exception(self._died(exc))
+
+    def _died(self, exc: BaseException | None = None) -> WorkerDied:
+        text = str(exc) if exc is not None else self.death
+        first = text.splitlines()[0] if text else "the connection to it ended"
+        tail = f" {text.strip().splitlines()[-1]}" if "exit codes" in text else ""
+        return WorkerDied(f"a worker process of the pool died: {first}{tail}",
+                          timeout=f"EXIT({TIMEOUT_EXIT})" in text)
+
+    def _lost(self, link: _Link, lost: list[_Task]) -> None:
+        """A connection ended: the tasks it held die with its worker."""
+        with self.lock:
+            if link in self.links:
+                self.links.remove(link)
+            fut = self.serves.pop(link.serial, None)
+        if not lost:
+            return
+        exc: BaseException | None = None
+        if fut is not None:
+            try:  # loky says why its worker died (exit codes) a moment after the socket
+                exc = fut.exception(timeout=30)
+            except BaseException as err:  # noqa: BLE001 - timeout, cancelled
+                exc = err
+        for task in lost:
+            task.fut.set_exception(self._died(exc))
+
+    # -- chunks ----------------------------------------------------------------------------------
     def submit(self, items: Sequence[Any], report: Callable[[Outcome], None]) -> Future[None]:
         fut: Future[None] = Future()
         fut.set_running_or_notify_cancel()
-        with self.lock:
-            with_job = self.sent < self.workers
-            self.sent += with_job
         t = time.perf_counter()
         blob = dump_items(items, oob=True)
         moved = time.perf_counter() - t
         if items:
             per = payload_size(blob) / len(items)
             self.item_bytes = per if not self.item_bytes else 0.7 * self.item_bytes + 0.3 * per
-        self._send(fut, blob, report, with_job, moved)
+        self._ensure_workers()
+        self._place(_Task(fut, blob, report, moved), direct=True)
         return fut
 
-    def _send(
-        self,
-        fut: Future[None],
-        items_blob: bytes,
-        report: Callable[[Outcome], None],
-        with_job: bool,
-        moved: float = 0.0,
-    ) -> None:
-        from loky.process_executor import BrokenProcessPool
-
-        assert self.job is not None
-        try:
-            lf = self.pool.executor().submit(
-                _chunk.run_task, self.job.token, self.blob if with_job else None, items_blob
-            )
-        except (BrokenProcessPool, RuntimeError) as exc:
-            fut.set_exception(WorkerDied(f"the process pool is broken: {exc}"))
-            return
+    def _place(self, task: _Task, direct: bool) -> None:
         with self.lock:
-            self.pending.add(lf)
-        lf.add_done_callback(partial(self._done, fut, items_blob, report, moved))
+            live = [link for link in self.links if link.alive]
+            if not live:
+                self.waiting.append(task)
+                return
+            link = min(live, key=lambda lk: len(lk.inflight))
+        link.put(task, direct)
 
-    def _done(
-        self,
-        fut: Future[None],
-        items_blob: bytes,
-        report: Callable[[Outcome], None],
-        moved: float,
-        lf: Any,
-    ) -> None:
-        from loky.process_executor import BrokenProcessPool
-
-        with self.lock:
-            self.pending.discard(lf)
-        if lf.cancelled():
-            fut.set_exception(TaskCancelled())
-            return
-        exc = lf.exception()
-        if exc is not None:
-            if isinstance(exc, BrokenProcessPool):
-                text = str(exc)
-                fut.set_exception(
-                    WorkerDied(
-                        f"a worker process of the pool died: {text.splitlines()[0] if text else exc!r}"
-                        + (f" {text.strip().splitlines()[-1]}" if "exit codes" in text else ""),
-                        timeout=f"EXIT({TIMEOUT_EXIT})" in text,
-                    )
-                )
-            else:
-                fut.set_exception(exc)
-            return
-        payload, remote_moved = lf.result()
-        if payload == _chunk.NEED_JOB:
-            # a worker that has not seen this run's job (respawned, or not among the first)
-            threading.Thread(
-                target=self._send, args=(fut, items_blob, report, True, moved), daemon=True
-            ).start()
-            return
+    def _answer(self, task: _Task, payload: Any, remote_moved: float) -> None:
         try:
             t = time.perf_counter()
             oc = unpack(payload)
-            oc = oc._replace(cost=moved + remote_moved + time.perf_counter() - t)
+            oc = oc._replace(cost=task.moved + remote_moved + time.perf_counter() - t)
             if oc.n:
                 per = payload_size(payload) / oc.n
                 if per > self.item_bytes:
                     self.item_bytes = per
-            pid = _pid(oc.worker)
-            if pid is not None:
-                self.served.add(pid)
-            report(oc)
+            task.report(oc)
         except BaseException as err:  # noqa: BLE001 - handed to the driver
-            fut.set_exception(err)
+            task.fut.set_exception(err)
             return
-        fut.set_result(None)
+        task.fut.set_result(None)
 
     def cancel(self) -> None:
         with self.lock:
-            pending = list(self.pending)
-        for lf in pending:
-            lf.cancel()
+            dropped = list(self.waiting)
+            self.waiting.clear()
+            links = list(self.links)
+        for link in links:
+            dropped.extend(link.take_unsent())
+        for task in dropped:
+            task.fut.set_exception(TaskCancelled())
 
     def finish(self) -> list[ErrorInfo]:
-        """Teardown in every worker that set the job up (and drop the job there)."""
+        """Teardown in every worker that ran a chunk of this run."""
         job = self.job
-        if job is None or (job.setup is None and job.teardown is None) or not self.served:
+        if job is None or (job.setup is None and job.teardown is None):
             return []
+        with self.lock:
+            links = [link for link in self.links if link.alive and link.served]
         errors: list[ErrorInfo] = []
-        remaining = set(self.served)
-        for _ in range(20):
-            alive = self.pool.pids()
-            if alive is not None:
-                remaining &= alive
-            if not remaining:
-                break
+        for link in links:
             try:
-                ex = self.pool.executor()
-                futs = [ex.submit(_chunk.teardown_task, job.token) for _ in remaining]
-            except Exception:  # noqa: BLE001 - a broken pool has no workers to tear down
-                break
-            for f in futs:
-                try:
-                    pid, status, errs = f.result(timeout=60)
-                except Exception:  # noqa: BLE001
-                    continue
+                link.conn.send_bytes(b"T")  # nothing else is in flight at the end of a run
+            except OSError:
+                continue
+        deadline = time.monotonic() + 60
+        for link in links:
+            with link.cond:
+                while not link.replies and link.alive and time.monotonic() < deadline:
+                    link.cond.wait(0.1)
+                reply = link.replies.popleft() if link.replies else None
+            if reply is not None:
+                _pid, status, errs = pickle.loads(reply)
                 if status == "torn":
-                    remaining.discard(pid)
                     errors.extend(errs)
         return errors
 
     def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            links = list(self.links)
+            serves = list(self.serves.values())
+        for link in links:
+            link.put(None, direct=False)  # bye, after anything still queued
+        for fut in serves:  # the workers are free again when their serve task returned
+            if fut.cancel():  # never started (its worker was busy): nothing to wait for
+                continue
+            try:
+                fut.result(timeout=30)
+            except BaseException:  # noqa: BLE001 - a worker that died is the pool's business
+                pass
+        self.stopped = True
+        if self.listener is not None:
+            self.listener.close()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
         self.pool.release()
