@@ -444,3 +444,60 @@ def test_a_process_stage_gives_what_a_thread_stage_gives(items):
     cols = ["items_in", "items_out", "done", "failed", "filtered"]
     assert proc.stats[cols].equals(thread.stats[cols])
     assert_conserved(proc)
+
+
+# -- the connection to the workers -----------------------------------------------------------------
+def test_big_items_and_results_cross_intact_and_arrays_arrive_writable():
+    import numpy as np
+
+    @mg.processor(backend="process", workers=2, chunk_size=3)
+    def double_in_place(a):
+        a *= 2  # an array rebuilt on an out-of-band buffer must be writable, as with pickle
+        return a, bytes(300_000)
+
+    arrays = [np.arange(100_000, dtype=np.int64) + i for i in range(12)]  # 800 KB each
+    result = run(mg.Pipeline([double_in_place]), items=arrays)
+    assert result.errors.empty, result.errors[["exc_type", "message"]]
+    got = sorted(result.outputs, key=lambda r: int(r[0][0]))
+    assert len(got) == 12
+    for i, (a, blob) in enumerate(got):
+        assert np.array_equal(a, (np.arange(100_000, dtype=np.int64) + i) * 2)
+        assert blob == bytes(300_000)
+    assert_conserved(result)
+
+
+def test_a_run_leaves_its_workers_free_for_the_next_and_no_task_pending():
+    from minigun_nb.executors import process
+
+    @mg.processor(backend="process", workers=2)
+    def pid(x):
+        return os.getpid()
+
+    pipe = mg.Pipeline([pid])
+    for _ in range(3):
+        result = run(pipe, items=range(2000))
+        assert sorted(result.outputs) and len(result.outputs) == 2000
+        assert _pending_tasks() == 0  # every serve task returned: the workers are idle
+    pools = [p for p in list(process._registry.values()) if p._ex is not None]
+    assert pools and all(not p._ex._flags.broken for p in pools)
+
+
+def test_an_item_that_cannot_be_unpickled_in_the_worker_fails_its_chunk_not_the_run():
+    class OnlyHere:  # unpickling it in a worker raises: the class refuses to be rebuilt
+        def __reduce__(self):
+            return (_refuse, ())
+
+    @mg.processor(backend="process", workers=2, chunk_size=1)
+    def same(x):
+        return x
+
+    items = [1, 2, OnlyHere(), 4, 5]
+    result = run(mg.Pipeline([same]), items=items)
+    assert sorted(o for o in result.outputs if isinstance(o, int)) == [1, 2, 4, 5]
+    assert list(result.errors["exc_type"]) == ["ValueError"]
+    assert "refused" in result.errors["message"].iloc[0]
+    assert_conserved(result)
+
+
+def _refuse():
+    raise ValueError("refused to be rebuilt in a worker")
