@@ -87,16 +87,17 @@ class Handoff:
         return self.run.stopping
 
     def put_all(self, seq: Any) -> None:
-        """Hand over a list, tuple or range in slices (no Python work per item)."""
+        """Deliver a list, tuple or range in slices, from this thread (no Python work per
+        item, no hop through the courier: nothing here can keep an item waiting)."""
         q, step, run = self.queue, self.limit, self.run
+        with self.cond:  # what was put before goes first: wait until the courier idles
+            while (q or not self.courier_waiting) and self.thread.is_alive():
+                self.cond.wait(0.05)
+        # the courier now waits on an empty list that only this thread fills: it stays idle
         for i in range(0, len(seq), step):
             if run.stopping:
                 break
-            q.extend(seq[i:i + step])
-            if self.signal:
-                self.attend()
-            if len(q) >= self.room:
-                self.wait_for_room()
+            self.deliver(list(seq[i:i + step]))
 
     def wait_for_room(self) -> None:
         q = self.queue
@@ -141,6 +142,7 @@ class Handoff:
                     # (the GIL orders the two). The puller clears both: one notify per wait.
                     self.courier_waiting = True
                     self.signal.append(True)
+                    self.cond.notify_all()  # put_all may wait for the courier to idle
                     while not q and not self.closed:
                         self.cond.wait()
                     self.courier_waiting = False
