@@ -505,3 +505,19 @@ def test_a_producer_returning_a_sequence_hands_it_over_whole_and_stops_on_a_drai
     assert result.stopped and len(result.outputs) < n
     assert sorted(result.outputs) == list(range(len(result.outputs)))  # a prefix, no gap
     assert_conserved(result)
+
+
+def test_what_a_producer_emits_before_returning_a_list_comes_first():
+    # output.emit goes through the courier, the returned list is delivered from the producer's
+    # own thread: the list must wait for the courier to hand over what came before
+    def gen(output):
+        for i in range(3):
+            output.emit(("emitted", i))
+        return [("returned", i) for i in range(5000)]
+
+    pipe = mg.Pipeline([mg.producer(gen, name="gen"), mg.processor(lambda x: x, name="same")])
+    expected = [("emitted", i) for i in range(3)] + [("returned", i) for i in range(5000)]
+    for _ in range(20):  # a race: give it many chances
+        result = pipe.run(display="none")
+        assert result.outputs == expected  # one worker everywhere: order is kept
+        assert_conserved(result)
