@@ -27,6 +27,7 @@ from functools import partial
 from types import GeneratorType
 from typing import Any
 
+from ..observe.histogram import sample_every
 from ..runtime.calls import TimeoutCaller, as_resources, bind, wants
 from ..runtime.emit import Output, Routed
 from .base import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, Payload, Unpicklable, dumps, pack, unpack
@@ -38,10 +39,6 @@ NEED_JOB = b""
 #: fork children send what they have at least this often (streaming, not at exit)
 FLUSH_SECONDS = 0.005
 _MAX_JOBS = 4
-#: items faster than this have their latency measured in one chunk out of SAMPLE_EVERY (the
-#: clock read would otherwise cost as much as the work), as the thread runtime does
-FAST_ITEM = 20e-6
-SAMPLE_EVERY = 8
 
 _jobs: OrderedDict[str, Prepared] = OrderedDict()
 _after_fork_runs: set[str] = set()
@@ -247,7 +244,9 @@ class Prepared:
         nones: list[int] = []  # items that returned None (filtered)
         multi: dict[int, int] = {}  # items that emitted through a generator or mg.to
         self.sampled += 1
-        timed = self.job.track and (self.per_item > FAST_ITEM or self.sampled % SAMPLE_EVERY == 1)
+        # fast items are timed a chunk in sample_every(), as in the thread runtime
+        timed = self.job.track and (
+            self.sampled == 1 or self.sampled % sample_every(self.per_item) == 0)
         n = len(items)
         i = 0
         t0 = prev = perf()

@@ -15,6 +15,7 @@ import inspect
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,8 @@ class Handoff:
         self.limit = max(1, limit)
         self.room = room if room is not None else 2 * self.limit
         self.deliver = deliver
+        #: delivers a batch known to hold plain ints (a range's): nothing to look for in it
+        self.deliver_ints = deliver
         self.run = run
         #: a list, not a deque: the taker copies a prefix and deletes it (two memmoves), which
         #: is safe against the puller's appends, and 30x cheaper than popping item by item
@@ -94,10 +97,11 @@ class Handoff:
             while (q or not self.courier_waiting) and self.thread.is_alive():
                 self.cond.wait(0.05)
         # the courier now waits on an empty list that only this thread fills: it stays idle
+        deliver = self.deliver_ints if isinstance(seq, range) else self.deliver
         for i in range(0, len(seq), step):
             if run.stopping:
                 break
-            self.deliver(list(seq[i:i + step]))
+            deliver(list(seq[i:i + step]))
 
     def wait_for_room(self) -> None:
         q = self.queue
@@ -166,11 +170,12 @@ class Courier(Handoff):
         run = st.run
         super().__init__(f"mg-{run.graph.name}-{st.path}-courier", self.em.max_put,
                          self._emit, run)
+        self.deliver_ints = partial(self._emit, ints=True)
 
-    def _emit(self, batch: list[Any]) -> None:
+    def _emit(self, batch: list[Any], ints: bool = False) -> None:
         em, st = self.em, self.st
         run = st.run
-        if em.pick is None and Routed not in set(map(type, batch)):
+        if em.pick is None and (ints or Routed not in set(map(type, batch))):
             em.count += len(batch)
             em.out.extend(batch)
         else:

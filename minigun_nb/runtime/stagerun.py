@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.graph import StageSpec
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
+from ..observe.histogram import sample_every
 from .calls import TimeoutCaller, as_resources, backoff_delay, bind, wants
 from .channel import Channel
 from .emit import Output
@@ -35,29 +36,6 @@ perf = time.perf_counter
 #: enough that a slow stage shares its queue fairly between workers
 TARGET_CHUNK_SECONDS = 0.002
 MAX_CHUNK = 1000
-#: items slower than this have every latency measured; faster ones are sampled a chunk in
-#: :func:`sample_every`, so that the clock reads and histogram updates (about 0.3 µs an item)
-#: stay around 1% of the stage's own work
-FAST_ITEM = 20e-6
-#: the sparsest sampling: even a no-op stage has a chunk timed in this many
-MAX_SAMPLE_EVERY = 64
-#: what timing one item costs, clock read plus its histogram update
-_TIMING_COST = 0.3e-6
-
-
-def sample_every(per_item: float) -> int:
-    """Time one chunk in this many for a stage whose items take ``per_item`` seconds.
-
-    >>> sample_every(50e-6), sample_every(2e-6), sample_every(0.05e-6)
-    (1, 15, 64)
-    """
-    if per_item > FAST_ITEM:
-        return 1
-    if per_item <= 0:
-        return MAX_SAMPLE_EVERY
-    return max(1, min(MAX_SAMPLE_EVERY, round(_TIMING_COST / (0.01 * per_item))))
-
-
 def _yields(fn: Any) -> bool:
     """True for a generator function (or an instance whose ``__call__`` is one)."""
     return inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(
