@@ -4,7 +4,7 @@ Each worker owns one Emitter, so buffering needs no lock. Static emissions are b
 target and delivered as chunks (at the end of each input chunk, or once a buffer is full and
 the item that filled it has ended); dynamic emissions are kept per item and delivered when the
 item succeeds. A failed or retried item therefore leaves nothing behind: what it emitted is
-withdrawn from the buffers (only an item emitting more than ``hold`` items at once can have
+withdrawn from the buffers (only an item emitting more than ``item_hold`` items itself can have
 had a full buffer leave before it failed).
 """
 
@@ -58,6 +58,8 @@ class Emitter:
         # worker loop raises ``hold`` so one item's emissions leave together after it ends
         # (``due`` says a buffer is full) and a failed item can take them back
         self.hold = st.max_put
+        #: what one item may emit before a full buffer leaves while it is still emitting
+        self.item_hold = st.max_put
         self.due = False
         self.count = 0  # emissions so far (items_out): static ones, dynamic ones once delivered
         self.flushes = 0  # static deliveries so far (did a buffer leave during this item?)
@@ -150,6 +152,14 @@ class Emitter:
 
     def hungry(self) -> bool:
         return any(t.channel is not None and t.channel.hungry for t in self.targets)
+
+    def item_start(self) -> int:
+        """An item starts emitting: a full buffer waits for it to end, unless the item itself
+        emits ``item_hold`` items (a generator may stream millions). Returns the mark for
+        :meth:`discard_item_emissions`."""
+        mark = len(self.out)
+        self.hold = mark + self.item_hold
+        return mark
 
     def discard_item_emissions(self, mark: int, mark_flushes: int) -> None:
         """Withdraw what the current item emitted since ``mark`` (``len(out)`` when it

@@ -166,7 +166,7 @@ def _emit_lazy(em: Emitter, r: Any) -> bool:
     """Emit what a returned generator yields, or send a returned ``mg.to``; True when that
     emitted nothing (the item counts as filtered). A generator that fails half-way takes back
     what it yielded (what a full buffer already delivered stays delivered), then re-raises."""
-    before, mark, flushes = em.count, len(em.out), em.flushes
+    before, mark, flushes = em.count, em.item_start(), em.flushes
     try:
         if type(r) is Routed:
             em.send(r.target, r.item)

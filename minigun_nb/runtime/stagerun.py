@@ -182,9 +182,9 @@ class StageRun:
         sampled = 0
         ordered = self.ordered
         if ordered:
-            em.max_put = em.hold = 1 << 62  # hold a chunk's outputs until its turn
+            em.max_put = em.hold = em.item_hold = 1 << 62  # hold a chunk's outputs until its turn
         else:
-            em.hold = max(em.max_put, MAX_CHUNK)  # see Emitter.hold
+            em.hold = em.item_hold = max(em.max_put, MAX_CHUNK)  # see Emitter.item_start
         try:
             while not run.cancelled:
                 if ordered:
@@ -219,7 +219,7 @@ class StageRun:
                         if run.cancelled:
                             break
                         processed += 1
-                        mark, mark_count, mark_flushes = len(em.out), em.count, em.flushes
+                        mark, mark_count, mark_flushes = em.item_start(), em.count, em.flushes
                         attempt = 1
                         while True:
                             try:

@@ -421,3 +421,32 @@ def test_a_filtering_stage_on_the_chunk_fast_path_keeps_order_counts_and_errors(
     drop = result.stats.loc["drop"]
     assert (drop.done, drop.failed, drop.items_out) == (len(kept), 0, 0)
     assert_conserved(result)
+
+
+@pytest.mark.parametrize("shape", ["generator function", "returned generator", "output"])
+def test_a_full_buffer_never_leaves_with_part_of_an_item_that_then_fails(shape):
+    # item 0 emits nothing (the first chunk is one item); items 1 and 2 then share a chunk:
+    # 1 emits 600, 2 emits 600 and fails. The buffer passes 1000 (a full chunk) inside item
+    # 2, but item 2 alone emitted fewer than that: nothing of it may leave.
+    def rows(x):
+        for k in range(0 if x == 0 else 600):
+            yield (x, k)
+        if x == 2:
+            raise ValueError("half-way")
+
+    if shape == "generator function":
+        fn = rows
+    elif shape == "returned generator":
+        def fn(x):
+            return rows(x)
+    else:
+        def fn(x, output):
+            for v in rows(x):
+                output.emit(v)
+
+    pipe = mg.Pipeline([mg.processor(fn, name="rows")], max_outputs=None)
+    for _ in range(5):
+        result = pipe.run(items=[0, 1, 2], display="none")
+        assert sorted(result.outputs) == [(1, k) for k in range(600)]
+        assert list(result.errors["item"]) == [2]
+        assert_conserved(result)
