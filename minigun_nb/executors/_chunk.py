@@ -27,7 +27,7 @@ from functools import partial
 from types import GeneratorType
 from typing import Any
 
-from ..observe.histogram import sample_every
+from ..observe.histogram import MIN_LATENCY_SAMPLES, sample_every
 from ..runtime.calls import TimeoutCaller, as_resources, bind, wants
 from ..runtime.emit import Output, Routed
 from .base import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, Payload, Unpicklable, dumps, pack, unpack
@@ -174,6 +174,7 @@ class Prepared:
         self.fast = job.retries == 0 and job.timeout is None and not wants(job.fn)[0]
         self.per_item = 0.0
         self.sampled = 0
+        self.timed_items = 0  # latencies measured so far in this worker
 
     def ensure(self, force_after_fork: bool = False) -> ErrorInfo | None:
         """Run after_fork (once per run in this process) and setup; None when ready."""
@@ -244,9 +245,10 @@ class Prepared:
         nones: list[int] = []  # items that returned None (filtered)
         multi: dict[int, int] = {}  # items that emitted through a generator or mg.to
         self.sampled += 1
-        # fast items are timed a chunk in sample_every(), as in the thread runtime
-        timed = self.job.track and (
-            self.sampled == 1 or self.sampled % sample_every(self.per_item) == 0)
+        # fast items are timed a chunk in sample_every() once enough were, as in the thread
+        # runtime
+        timed = self.job.track and (self.timed_items < MIN_LATENCY_SAMPLES
+                                    or self.sampled % sample_every(self.per_item) == 0)
         n = len(items)
         i = 0
         t0 = prev = perf()
@@ -291,6 +293,7 @@ class Prepared:
             errors,
             self.worker,
         )
+        self.timed_items += len(lat)
         return oc, (nones, multi)
 
     def _run_general(

@@ -35,6 +35,7 @@ __all__ = [
     "UNDERFLOW",
     "bucket_bounds",
     "bucket_index",
+    "MIN_LATENCY_SAMPLES",
     "sample_every",
 ]
 
@@ -408,6 +409,9 @@ class LatencyHistogram:
 #: sampled a chunk in :func:`sample_every`, so that the clock reads and histogram updates
 #: (about 0.3 µs an item) stay around 1% of the stage's own work
 FAST_ITEM = 20e-6
+#: every item is timed until a worker has measured this many (the first chunk is often a
+#: single cold call), then fast stages are sampled
+MIN_LATENCY_SAMPLES = 1000
 #: the sparsest sampling: even a no-op stage has a chunk timed in this many
 MAX_SAMPLE_EVERY = 64
 #: what timing one item costs, clock read plus its histogram update

@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 _NOT_ITERATED = (str, bytes, bytearray, dict)
 
 
+class ProducerStopped(BaseException):
+    """Raised by ``output.emit``/``output.to`` in a producer once the run stops: it ends a
+    producer that only emits (a ``while True`` loop) as the end of a generator would. A
+    BaseException, so that ``except Exception`` in the producer lets it through; its
+    ``finally`` blocks run."""
+
+
 class Handoff:
     """A bounded hand-off from a thread that pulls items (a producer's generator, an
     ``items=`` iterable) to a thread that delivers them.
@@ -73,12 +80,18 @@ class Handoff:
 
     # -- puller side -------------------------------------------------------------------------
     def put(self, value: Any) -> None:
+        """``output.emit``/``output.to`` in a producer; raises :class:`ProducerStopped` once
+        the run stops (the item is still delivered)."""
         q = self.queue
         q.append(value)
-        if self.signal:
-            self.attend()
+        if self.signal and self.attend():
+            self.signal.append(True)  # the generator loop, if any, must see the stop too
+            raise ProducerStopped
         if len(q) >= self.room:
             self.wait_for_room()
+            if self.run.stopping:
+                self.signal.append(True)
+                raise ProducerStopped
 
     def attend(self) -> bool:
         """The puller saw the signal: wake a waiting courier; True when it must stop."""
@@ -93,26 +106,36 @@ class Handoff:
         """Deliver a list, tuple or range in slices, from this thread (no Python work per
         item, no hop through the courier: nothing here can keep an item waiting)."""
         q, step, run = self.queue, self.limit, self.run
-        with self.cond:  # what was put before goes first: wait until the courier idles
-            while (q or not self.courier_waiting) and self.thread.is_alive():
-                self.cond.wait(0.05)
-        # the courier now waits on an empty list that only this thread fills: it stays idle
-        deliver = self.deliver_ints if isinstance(seq, range) else self.deliver
-        for i in range(0, len(seq), step):
-            if run.stopping:
-                break
-            deliver(list(seq[i:i + step]))
+        self._waiting(True)  # waiting for the courier and for room downstream is not busy
+        try:
+            with self.cond:  # what was put before goes first: wait until the courier idles
+                while (q or not self.courier_waiting) and self.thread.is_alive():
+                    self.cond.wait(0.05)
+            # the courier now waits on an empty list that only this thread fills: it stays idle
+            deliver = self.deliver_ints if isinstance(seq, range) else self.deliver
+            for i in range(0, len(seq), step):
+                if run.stopping:
+                    break
+                deliver(list(seq[i:i + step]))
+        finally:
+            self._waiting(False)
+
+    def _waiting(self, start: bool) -> None:
+        waited, started = self.wait_state
+        if start:
+            self.wait_state = (waited, time.perf_counter())
+        elif started is not None:
+            self.wait_state = (waited + time.perf_counter() - started, None)
 
     def wait_for_room(self) -> None:
         q = self.queue
-        start = time.perf_counter()
-        self.wait_state = (self.wait_state[0], start)
+        self._waiting(True)
         with self.cond:
             self.producer_waiting = True
             while len(q) >= self.limit and self.thread.is_alive() and not self.run.cancelled:
                 self.cond.wait(0.1)
             self.producer_waiting = False
-        self.wait_state = (self.wait_state[0] + time.perf_counter() - start, None)
+        self._waiting(False)
 
     def producer_done(self) -> None:
         """The puller has finished: from now on its time is not busy time."""
@@ -233,11 +256,15 @@ def producer_loop(st: StageRun, index: int) -> None:
                     break
                 if len(q) >= full:
                     courier.wait_for_room()
+                    if run.stopping:  # seen before pulling again (a pull may block)
+                        break
             if isinstance(result, GeneratorType):
                 result.close()  # a draining stop: run the generator's finally blocks
         courier.producer_done()
         if not run.stopping:
             st.status = "done"  # else stage_finished says "stopped" or "cancelled"
+    except ProducerStopped:  # output.emit after a stop: the producer's function ends here
+        courier.producer_done()
     except Exception as exc:  # noqa: BLE001 - a failing producer is an error row
         courier.producer_done()
         courier.close()  # what it produced before failing still flows

@@ -383,6 +383,8 @@ class Run:
                         break
                     if len(q) >= room:
                         hand.wait_for_room()
+                        if self.stopping:  # seen before pulling again (a pull may block)
+                            break
             finally:
                 hand.close()  # what was pulled is delivered, also after a failing iterable
         except Exception as exc:  # noqa: BLE001 - a failing iterable is like a failing producer

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.graph import StageSpec
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
-from ..observe.histogram import sample_every
+from ..observe.histogram import MIN_LATENCY_SAMPLES, sample_every
 from .calls import TimeoutCaller, as_resources, backoff_delay, bind, wants
 from .channel import Channel
 from .emit import Output
@@ -179,7 +179,7 @@ class StageRun:
         path = self.path
         # a generator that fails half-way must take back what it yielded: the general loop
         fast = fast_eligible(self, em, wants(spec.function)[0]) and not _yields(spec.function)
-        sampled = 0
+        sampled = timed_items = 0
         ordered = self.ordered
         if ordered:
             em.max_put = em.hold = em.item_hold = 1 << 62  # hold a chunk's outputs until its turn
@@ -206,11 +206,13 @@ class StageRun:
                 lat: list[float]
                 if fast:
                     processed = n
-                    # Latency of fast items is sampled (the first chunk always): the clock
-                    # read would otherwise cost as much as the work itself.
+                    # Latency of fast items is sampled once a worker has timed enough of
+                    # them: the clock read would otherwise cost as much as the work itself.
                     sampled += 1
-                    timed = track and (sampled == 1 or sampled % sample_every(self.per_item) == 0)
+                    timed = track and (timed_items < MIN_LATENCY_SAMPLES
+                                       or sampled % sample_every(self.per_item) == 0)
                     done, failed, filtered, lat = run_chunk(self, em, call, chunk, timed)
+                    timed_items += len(lat)
                 else:
                     lat = []
                     t_prev = start

@@ -521,3 +521,78 @@ def test_what_a_producer_emits_before_returning_a_list_comes_first():
         result = pipe.run(display="none")
         assert result.outputs == expected  # one worker everywhere: order is kept
         assert_conserved(result)
+
+
+@pytest.mark.parametrize("drain", [True, False])
+@pytest.mark.parametrize("shape", ["emit only", "yield and emit", "emit then generator"])
+def test_a_producer_using_output_stops_with_the_run(shape, drain):
+    def emit_only(output):
+        i = 0
+        while True:  # no generator to close: output.emit must end it
+            output.emit(i)
+            i += 1
+
+    def yield_and_emit(output):
+        for i in itertools.count():
+            output.emit(-i - 1)
+            yield i
+
+    def emit_then_generator(output):
+        for i in range(5):
+            output.emit(-i - 1)
+        return itertools.count()
+
+    fn = {"emit only": emit_only, "yield and emit": yield_and_emit,
+          "emit then generator": emit_then_generator}[shape]
+
+    @mg.consumer(queue_size=1)
+    def sink(x):
+        time.sleep(0.005)
+
+    handle = (mg.producer(fn, name="gen") | sink).start(display="none")
+    time.sleep(0.3)
+    handle.stop(drain=drain)
+    result = handle.wait(timeout=20)
+    assert result.stopped
+    assert result.errors.empty  # stopping is not a failure of the producer
+    assert_conserved(result)
+
+
+def test_the_feeder_and_producers_pull_nothing_after_a_stop_that_finds_them_waiting():
+    # the stop arrives while the puller waits for room: it must not pull once more (a pull
+    # may block for a long time: a socket, a queue.get)
+    for shape in ("items", "producer"):
+        stopped = threading.Event()
+        late: list[int] = []
+
+        def source():
+            for i in itertools.count():
+                if stopped.is_set():
+                    late.append(i)
+                yield i
+
+        @mg.consumer(queue_size=5)
+        def sink(x):
+            time.sleep(0.02)
+
+        if shape == "items":
+            handle = mg.Pipeline([sink]).start(items=source(), display="none")
+        else:
+            handle = (mg.producer(source, name="gen") | sink).start(display="none")
+        time.sleep(0.3)  # the puller has its read-ahead and waits for room
+        handle.stop()
+        stopped.set()  # after the stop: a pull racing the stop itself is not counted
+        result = handle.wait(timeout=20)
+        assert result.stopped and late == [], (shape, late)
+        assert_conserved(result)
+
+
+def test_a_list_producer_waiting_on_a_slow_consumer_is_not_busy():
+    @mg.consumer(queue_size=100)
+    def sink(x):
+        time.sleep(0.0005)
+
+    result = (mg.producer(lambda: list(range(3000)), name="gen") | sink).run(display="none")
+    stats = result.stats
+    assert stats.loc["gen", "busy"] < 0.5 < stats.loc["sink", "busy"]
+    assert result.bottleneck == "sink"
