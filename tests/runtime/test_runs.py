@@ -565,7 +565,7 @@ def test_the_feeder_and_producers_pull_nothing_after_a_stop_that_finds_them_wait
         stopped = threading.Event()
         late: list[int] = []
 
-        def source():
+        def source(stopped=stopped, late=late):
             for i in itertools.count():
                 if stopped.is_set():
                     late.append(i)
