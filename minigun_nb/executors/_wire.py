@@ -41,6 +41,7 @@ def connect(address: Any, key: bytes) -> Any:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.connect(address)
+        sock.setblocking(True)  # socket.setdefaulttimeout() in the worker: keep it blocking
         conn = Connection(sock.detach())
     finally:
         sock.close()

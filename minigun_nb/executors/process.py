@@ -242,17 +242,20 @@ class _Link:
         self.sender.start()
 
     # -- sending -------------------------------------------------------------------------------
-    def put(self, task: _Task | None, direct: bool) -> None:
+    def put(self, task: _Task | None, direct: bool) -> bool:
         """Send ``task`` (in order after what was sent before). ``direct``: write it on the
         calling thread when nothing is being sent and it is small (a socket takes it at
-        once), which saves a thread hop; otherwise the sender thread writes it."""
+        once), which saves a thread hop; otherwise the sender thread writes it. False when
+        the connection has ended (the task was not taken: place it elsewhere)."""
         with self.cond:
+            if not self.alive:  # its reader already failed what it held: not this one
+                return False
             if task is not None:
                 self.inflight.append(task)
             if not direct or self.sending or self.outbox or task is None or task.big:
                 self.outbox.append(task)
                 self.cond.notify_all()
-                return
+                return True
             self.sending = True
         try:
             self._write(task)
@@ -261,6 +264,7 @@ class _Link:
                 self.sending = False
                 if self.outbox:
                     self.cond.notify_all()
+        return True
 
     def _write(self, task: _Task | None) -> None:
         try:
@@ -397,6 +401,7 @@ class ProcessExecutor:
                 continue
             except OSError:
                 return
+            raw.setblocking(True)  # socket.setdefaulttimeout() would leave it non-blocking
             conn = Connection(raw.detach())
             try:
                 if conn.recv_bytes() != self.key:
@@ -506,13 +511,22 @@ class ProcessExecutor:
         return fut
 
     def _place(self, task: _Task, direct: bool) -> None:
-        with self.lock:
-            live = [link for link in self.links if link.alive]
-            if not live:
-                self.waiting.append(task)
+        while True:
+            with self.lock:
+                live = [link for link in self.links if link.alive]
+                if not live:
+                    if self.starting:  # a worker is coming: it takes the waiting tasks
+                        self.waiting.append(task)
+                        return
+                    link = None  # none is coming (its serve task failed to start)
+                else:
+                    link = min(live, key=lambda lk: len(lk.inflight))
+            if link is None:
+                task.fut.set_exception(self._died())  # a crash: the driver re-runs the items
                 return
-            link = min(live, key=lambda lk: len(lk.inflight))
-        link.put(task, direct)
+            if link.put(task, direct):
+                return
+            # that connection ended between the choice and the put: choose again
 
     def _answer(self, task: _Task, payload: Any, remote_moved: float) -> None:
         try:
