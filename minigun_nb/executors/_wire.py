@@ -97,7 +97,10 @@ def serve(address: Any, key: bytes, serial: int, token: str, blob: bytes) -> int
     """
     from ._chunk import run_task, teardown_task
 
-    conn = connect(address, key)
+    try:
+        conn = connect(address, key)
+    except OSError:  # the run ended before this worker was free to serve it
+        return 0
     served = 0
     try:
         conn.send_bytes(b"H" + pickle.dumps((serial, os.getpid())))

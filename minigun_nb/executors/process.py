@@ -29,6 +29,7 @@ import os
 import pickle
 import shutil
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -59,6 +60,32 @@ log = logging.getLogger("minigun_nb")
 #: a chunk bigger than this is written by its link's sender thread (a socket buffer holds
 #: about this much, so a smaller one never blocks the driver while its worker is busy)
 BIG_PAYLOAD = 64 << 10
+#: the control frame that runs the job's teardown in a worker
+_TEARDOWN = b"T"
+#: how long a worker may take to say who it is once connected
+HANDSHAKE_SECONDS = 5.0
+#: how long close() waits for a serve task that never connected while another run shares
+#: the pool (it may be queued behind that run's work): it finds the listener gone and returns
+LATE_SERVE_SECONDS = 2.0
+
+
+def _recv_frame(sock: socket.socket, limit: int) -> bytes:
+    """One ``multiprocessing.connection`` message of at most ``limit`` bytes, read with the
+    socket's own timeout (a Connection would read its descriptor without one)."""
+    (size,) = struct.unpack("!i", _recv_exactly(sock, 4))
+    if not 0 <= size <= limit:
+        raise ValueError(f"a handshake frame of {size} bytes")
+    return _recv_exactly(sock, size)
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        part = sock.recv(n - len(data))
+        if not part:
+            raise EOFError("the connection ended during the handshake")
+        data += part
+    return data
 
 
 class StagePool:
@@ -227,7 +254,7 @@ class _Link:
         self.pid = pid
         self.cond = threading.Condition()
         self.inflight: deque[_Task] = deque()
-        self.outbox: deque[_Task | None] = deque()  # None: say bye
+        self.outbox: deque[_Task | bytes | None] = deque()  # None: say bye; bytes: control
         self.sending = False
         self.alive = True
         self.served = 0
@@ -242,17 +269,21 @@ class _Link:
         self.sender.start()
 
     # -- sending -------------------------------------------------------------------------------
-    def put(self, task: _Task | None, direct: bool) -> bool:
-        """Send ``task`` (in order after what was sent before). ``direct``: write it on the
-        calling thread when nothing is being sent and it is small (a socket takes it at
-        once), which saves a thread hop; otherwise the sender thread writes it. False when
-        the connection has ended (the task was not taken: place it elsewhere)."""
+    def put(self, task: _Task | bytes | None, direct: bool) -> bool:
+        """Send ``task`` (in order after what was sent before; None says bye, bytes are a
+        control frame). ``direct``: write it on the calling thread when nothing is being sent
+        and it is small (a socket takes it at once), which saves a thread hop; otherwise the
+        sender thread writes it. False when the connection has ended (the task was not
+        taken: place it elsewhere)."""
         with self.cond:
             if not self.alive:  # its reader already failed what it held: not this one
                 return False
-            if task is not None:
+            if isinstance(task, _Task):
                 self.inflight.append(task)
-            if not direct or self.sending or self.outbox or task is None or task.big:
+                direct = direct and not task.big
+            else:
+                direct = False
+            if not direct or self.sending or self.outbox:
                 self.outbox.append(task)
                 self.cond.notify_all()
                 return True
@@ -266,10 +297,12 @@ class _Link:
                     self.cond.notify_all()
         return True
 
-    def _write(self, task: _Task | None) -> None:
+    def _write(self, task: _Task | bytes | None) -> None:
         try:
             if task is None:
                 self.conn.send_bytes(b"B")
+            elif isinstance(task, bytes):
+                self.conn.send_bytes(task)
             else:
                 _wire.send_chunk(self.conn, task.blob)
         except OSError:
@@ -294,8 +327,8 @@ class _Link:
     def take_unsent(self) -> list[_Task]:
         """Tasks not written yet (cancel): they leave this link."""
         with self.cond:
-            unsent = [t for t in self.outbox if t is not None]
-            self.outbox = deque(t for t in self.outbox if t is None)
+            unsent = [t for t in self.outbox if isinstance(t, _Task)]
+            self.outbox = deque(t for t in self.outbox if not isinstance(t, _Task))
             for t in unsent:
                 self.inflight.remove(t)
             return unsent
@@ -320,6 +353,8 @@ class _Link:
                 with self.cond:
                     task = self.inflight.popleft()
                     self.served += 1
+                if ex.waiting:  # a slot is free here: the next waiting chunk (sender thread)
+                    ex._dispatch()
                 if tag == b"R":
                     ex._answer(task, payload, moved)
                 else:  # E: the chunk could not run there at all
@@ -401,17 +436,18 @@ class ProcessExecutor:
                 continue
             except OSError:
                 return
-            raw.setblocking(True)  # socket.setdefaulttimeout() would leave it non-blocking
-            conn = Connection(raw.detach())
+            # a connection that says nothing must not stall the acceptor: the handshake has a
+            # deadline, then the socket is blocking (socket.setdefaulttimeout() aside)
+            raw.settimeout(HANDSHAKE_SECONDS)
             try:
-                if conn.recv_bytes() != self.key:
-                    conn.close()
-                    continue
-                hello = conn.recv_bytes()
-                serial, pid = pickle.loads(hello[1:])
-            except Exception:  # noqa: BLE001 - not one of ours, or it died on the way
-                conn.close()
+                if _recv_frame(raw, 64) != self.key:
+                    raise ValueError("not one of ours")
+                serial, pid = pickle.loads(_recv_frame(raw, 256)[1:])
+                raw.setblocking(True)
+            except Exception:  # noqa: BLE001 - not one of ours, silent, or it died on the way
+                raw.close()
                 continue
+            conn = Connection(raw.detach())
             link = _Link(self, conn, serial, pid)
             with self.lock:
                 self.starting = max(0, self.starting - 1)
@@ -420,14 +456,11 @@ class ProcessExecutor:
                 else:
                     late = False
                     self.links.append(link)
-                    waiting = list(self.waiting)
-                    self.waiting.clear()
             link.start()
             if late:
                 link.put(None, direct=False)
                 continue
-            for task in waiting:  # on the sender thread: the acceptor must not block
-                self._place(task, direct=False)
+            self._dispatch()  # on the sender thread: the acceptor must not block
 
     def _ensure_workers(self) -> None:
         """Serve tasks for the workers that are not connected (first use, after a crash)."""
@@ -464,13 +497,7 @@ class ProcessExecutor:
             if fut is not None and self.serves.pop(serial, None) is None:
                 return  # already counted
             self.starting = max(0, self.starting - 1)
-            if self.links or self.starting or not self.waiting:
-                return
-            stranded = list(self.waiting)
-            self.waiting.clear()
-        # no worker will come for them: like a crash (the driver re-runs them)
-        for task in stranded:
-            task.fut.set_exception(self._died(exc))
+        self._dispatch()  # if no worker will come for the waiting chunks: a crash (re-run)
 
     def _died(self, exc: BaseException | None = None) -> WorkerDied:
         text = str(exc) if exc is not None else self.death
@@ -485,6 +512,7 @@ class ProcessExecutor:
             if link in self.links:
                 self.links.remove(link)
             fut = self.serves.pop(link.serial, None)
+        self._dispatch()  # the other workers take the waiting chunks (or they fail: re-run)
         if not lost:
             return
         exc: BaseException | None = None
@@ -511,22 +539,35 @@ class ProcessExecutor:
         return fut
 
     def _place(self, task: _Task, direct: bool) -> None:
+        with self.lock:
+            self.waiting.append(task)
+        self._dispatch(direct)
+
+    def _dispatch(self, direct: bool = False) -> None:
+        """Hand waiting chunks, oldest first, to the live worker holding the fewest, at most
+        ``depth`` each: a worker that connects first does not take the chunks meant for the
+        one still starting. With no worker live or coming they fail as a crash (re-run)."""
         while True:
             with self.lock:
+                if not self.waiting:
+                    return
                 live = [link for link in self.links if link.alive]
                 if not live:
-                    if self.starting:  # a worker is coming: it takes the waiting tasks
-                        self.waiting.append(task)
+                    if self.starting or self.closed:  # a worker is coming: it takes them
                         return
-                    link = None  # none is coming (its serve task failed to start)
-                else:
-                    link = min(live, key=lambda lk: len(lk.inflight))
-            if link is None:
-                task.fut.set_exception(self._died())  # a crash: the driver re-runs the items
-                return
-            if link.put(task, direct):
-                return
-            # that connection ended between the choice and the put: choose again
+                    stranded = list(self.waiting)  # none is coming (its serve task failed)
+                    self.waiting.clear()
+                    break
+                link = min(live, key=lambda lk: len(lk.inflight))
+                if len(link.inflight) >= self.depth:
+                    return  # all busy: the next answer hands out the next chunk
+                task = self.waiting.popleft()
+            if not link.put(task, direct):
+                # that connection ended between the choice and the put: choose again
+                with self.lock:
+                    self.waiting.appendleft(task)
+        for task in stranded:
+            task.fut.set_exception(self._died())
 
     def _answer(self, task: _Task, payload: Any, remote_moved: float) -> None:
         try:
@@ -562,10 +603,7 @@ class ProcessExecutor:
             links = [link for link in self.links if link.alive and link.served]
         errors: list[ErrorInfo] = []
         for link in links:
-            try:
-                link.conn.send_bytes(b"T")  # nothing else is in flight at the end of a run
-            except OSError:
-                continue
+            link.put(_TEARDOWN, direct=False)  # after anything still being written
         deadline = time.monotonic() + 60
         for link in links:
             with link.cond:
@@ -582,14 +620,23 @@ class ProcessExecutor:
         with self.lock:
             self.closed = True
             links = list(self.links)
-            serves = list(self.serves.values())
+            serves = dict(self.serves)
+            connected = {link.serial for link in self.links}
         for link in links:
             link.put(None, direct=False)  # bye, after anything still queued
-        for fut in serves:  # the workers are free again when their serve task returned
+        late_deadline = time.monotonic() + LATE_SERVE_SECONDS
+        for serial, fut in serves.items():  # the workers are free when their serve returned
             if fut.cancel():  # never started (its worker was busy): nothing to wait for
                 continue
+            # one that connected says bye now; one that did not is starting (it connects and
+            # is sent away), or, when another run shares the pool, may be queued behind that
+            # run's work (loky marks queued calls running, so it cannot be cancelled): that
+            # one finds the listener gone when it starts, and returns
+            shared = self.pool.users > 1
+            timeout = (late_deadline - time.monotonic() if shared and serial not in connected
+                       else 30.0)
             try:
-                fut.result(timeout=30)
+                fut.result(timeout=max(0.0, timeout))
             except BaseException:  # noqa: BLE001 - a worker that died is the pool's business
                 pass
         self.stopped = True

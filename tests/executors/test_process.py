@@ -501,3 +501,100 @@ def test_an_item_that_cannot_be_unpickled_in_the_worker_fails_its_chunk_not_the_
 
 def _refuse():
     raise ValueError("refused to be rebuilt in a worker")
+
+
+def test_the_first_worker_to_connect_does_not_take_the_chunks_meant_for_the_other():
+    @mg.processor(backend="process", workers=2, chunk_size=1)
+    def slow(x):
+        time.sleep(0.5)
+        return os.getpid()
+
+    pipe = mg.Pipeline([slow])
+    run(pipe, items=range(2))  # warm: both workers exist, so both connect within moments
+    for _ in range(2):
+        result = run(pipe, items=range(4))
+        # all four chunks are submitted before any worker connects; the first to connect
+        # holds at most its share (two) and the other takes the rest
+        assert len(set(result.outputs)) == 2, result.outputs
+        assert_conserved(result)
+
+
+def test_a_global_socket_timeout_in_the_kernel_does_not_break_the_workers_connections():
+    import socket
+
+    @mg.processor(backend="process", workers=2, chunk_size=5)
+    def slow_double(x):
+        time.sleep(0.05)  # the kernel reads while the worker is busy: a blocking read
+        return 2 * x
+
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(10)  # as a notebook that set it for urllib might
+    try:
+        handle = mg.Pipeline([slow_double]).start(items=range(40), display="none")
+        result = handle.wait(timeout=60)
+    finally:
+        socket.setdefaulttimeout(before)
+    assert result.errors.empty, result.errors[["exc_type", "message"]]
+    assert sorted(result.outputs) == [2 * i for i in range(40)]
+
+
+def test_a_silent_local_connection_does_not_stall_the_workers(monkeypatch):
+    import socket
+
+    from minigun_nb.executors import process
+
+    monkeypatch.setattr(process, "HANDSHAKE_SECONDS", 0.5)
+    squatters = []
+    opened = process.ProcessExecutor.open
+
+    def open_then_squat(self, job):
+        opened(self, job)  # any local process could connect first and say nothing
+        family = socket.AF_UNIX if isinstance(self.address, str) else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.connect(self.address)
+        squatters.append(sock)
+
+    monkeypatch.setattr(process.ProcessExecutor, "open", open_then_squat)
+
+    @mg.processor(backend="process", workers=2)
+    def double(x):
+        return 2 * x
+
+    try:
+        result = mg.Pipeline([double]).start(items=range(10), display="none").wait(timeout=60)
+    finally:
+        for sock in squatters:
+            sock.close()
+    assert squatters and sorted(result.outputs) == [2 * i for i in range(10)]
+
+
+def test_a_stopped_run_ends_promptly_while_another_run_holds_the_workers(tmp_path):
+    gate = str(tmp_path / "open")
+
+    @mg.processor(backend="process", workers=2, chunk_size=1)
+    def held(x):
+        if x == "hold":  # the first run's items keep both workers until the test opens the gate
+            deadline = time.monotonic() + 60
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return x
+
+    pipe = mg.Pipeline([held])
+    first = pipe.start(items=["hold", "hold"], display="none")
+    try:
+        assert wait_until(lambda: first.stats.loc["held", "in_flight"] == 2, timeout=30)
+        second = pipe.start(items=list(range(10)), display="none")
+        assert wait_until(lambda: second.stats.loc["held", "in_flight"] > 0, timeout=30)
+        time.sleep(1)  # loky moves its serve calls to the call queue: they cannot be cancelled
+        second.stop(drain=False)  # its serve tasks are queued behind the first run's items
+        stopped = second.wait(timeout=20)  # not 30 s per worker that never came
+        assert stopped.outputs == []
+        assert stopped.stats.loc["held", "cancelled"] == 10
+        assert_conserved(stopped)
+    finally:
+        open(gate, "w").close()
+    done = first.wait(timeout=60)
+    assert done.outputs == ["hold", "hold"]
+    assert_conserved(done)
+    rerun = run(pipe, items=list(range(6)))  # the late serve tasks left the workers free
+    assert sorted(rerun.outputs) == list(range(6))
