@@ -569,11 +569,12 @@ def test_a_silent_local_connection_does_not_stall_the_workers(monkeypatch):
 
 
 def test_a_stopped_run_ends_promptly_while_another_run_holds_the_workers(tmp_path):
-    gate = str(tmp_path / "open")
+    gate, started = str(tmp_path / "open"), str(tmp_path / "started")
 
     @mg.processor(backend="process", workers=2, chunk_size=1)
     def held(x):
         if x == "hold":  # the first run's items keep both workers until the test opens the gate
+            open(started, "w").close()
             deadline = time.monotonic() + 60
             while not os.path.exists(gate) and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -582,7 +583,9 @@ def test_a_stopped_run_ends_promptly_while_another_run_holds_the_workers(tmp_pat
     pipe = mg.Pipeline([held])
     first = pipe.start(items=["hold", "hold"], display="none")
     try:
-        assert wait_until(lambda: first.stats.loc["held", "in_flight"] == 2, timeout=30)
+        # a chunk of the first run is running: its serve tasks (one per worker) were all
+        # submitted before the first chunk went out, so the second run's queue behind them
+        assert wait_until(lambda: os.path.exists(started), timeout=30)
         second = pipe.start(items=list(range(10)), display="none")
         assert wait_until(lambda: second.stats.loc["held", "in_flight"] > 0, timeout=30)
         time.sleep(1)  # loky moves its serve calls to the call queue: they cannot be cancelled
