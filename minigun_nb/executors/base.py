@@ -209,6 +209,8 @@ def unpack(payload: Payload) -> Any:
 def payload_size(payload: Payload) -> int:
     if isinstance(payload, tuple):
         meta, bufs = payload
+        if not bufs:
+            return len(meta)
         return len(meta) + sum(memoryview(b).nbytes for b in bufs)
     return len(payload)
 

@@ -464,15 +464,15 @@ class ProcessExecutor:
 
     def _ensure_workers(self) -> None:
         """Serve tasks for the workers that are not connected (first use, after a crash)."""
-        from loky.process_executor import BrokenProcessPool
-
-        with self.lock:
+        with self.lock:  # called for every chunk: the common case returns here
             missing = self.workers - len(self.links) - self.starting
             if missing <= 0 or self.closed:
                 return
             self.starting += missing
             serials = list(range(self.serial, self.serial + missing))
             self.serial += missing
+        from loky.process_executor import BrokenProcessPool
+
         assert self.job is not None
         for serial in serials:
             try:
