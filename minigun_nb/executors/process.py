@@ -3,7 +3,8 @@
 loky's process-wide reusable executor is a singleton that is replaced whenever it is asked for
 other arguments, so it cannot serve several stages: each stage owns a ``ProcessPoolExecutor``,
 keyed by the Stage object and its worker count, so re-running a pipeline (or a cell a minute
-later) finds its workers warm. Workers exit after ``worker_idle_timeout`` idle seconds (loky's
+later) finds its workers warm. A run holds its pool's workers until it ends, so a run that
+starts while another run of the same stage is going gets a second pool (kept warm too). Workers exit after ``worker_idle_timeout`` idle seconds (loky's
 ``timeout=``) and the pool itself is closed after that long unused; ``mg.shutdown()`` and
 interpreter exit close every pool now. A pool whose worker died is replaced on the next submit.
 
@@ -24,6 +25,7 @@ serve task.
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import pickle
@@ -64,23 +66,24 @@ BIG_PAYLOAD = 64 << 10
 _TEARDOWN = b"T"
 #: how long a worker may take to say who it is once connected
 HANDSHAKE_SECONDS = 5.0
-#: how long close() waits for a serve task that never connected while another run shares
-#: the pool (it may be queued behind that run's work): it finds the listener gone and returns
-LATE_SERVE_SECONDS = 2.0
 
 
-def _recv_frame(sock: socket.socket, limit: int) -> bytes:
-    """One ``multiprocessing.connection`` message of at most ``limit`` bytes, read with the
-    socket's own timeout (a Connection would read its descriptor without one)."""
-    (size,) = struct.unpack("!i", _recv_exactly(sock, 4))
+def _recv_frame(sock: socket.socket, limit: int, deadline: float) -> bytes:
+    """One ``multiprocessing.connection`` message of at most ``limit`` bytes, all of it by
+    ``deadline`` (a Connection would read its descriptor with no timeout at all)."""
+    (size,) = struct.unpack("!i", _recv_exactly(sock, 4, deadline))
     if not 0 <= size <= limit:
         raise ValueError(f"a handshake frame of {size} bytes")
-    return _recv_exactly(sock, size)
+    return _recv_exactly(sock, size, deadline)
 
 
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+def _recv_exactly(sock: socket.socket, n: int, deadline: float) -> bytes:
     data = b""
     while len(data) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the handshake took too long")
+        sock.settimeout(left)  # a client that trickles a byte at a time meets the deadline too
         part = sock.recv(n - len(data))
         if not part:
             raise EOFError("the connection ended during the handshake")
@@ -182,20 +185,32 @@ def _close_forgotten() -> None:
 
 
 def get_pool(stage: Any, name: str, workers: int, idle: float) -> StagePool:
-    """The warm pool of ``stage`` (created when missing); the caller must release() it."""
+    """A warm pool of ``stage`` that no run is using (created when there is none); the
+    caller must release() it.
+
+    A run holds its pool's workers from its first chunk to its end (one serve task each), so
+    two runs of one pipeline at the same time get a pool each: sharing one, the second would
+    wait for the first to end, and two stages crossing over (run 1 holds g's workers and
+    waits for f's replaced pool, run 2 holds f's and waits for g's) would never end. The
+    second pool is kept warm and closed the same way as the first.
+    """
     _close_forgotten()
-    key = (id(stage), workers, float(idle))
     with _registry_lock:
-        pool = _registry.get(key)
-        if pool is None or pool.closed:
-            pool = StagePool(key, name, workers, float(idle))
-            _registry[key] = pool
-            try:
-                # a redefined stage (a re-run cell) frees its old pool now, not after the
-                # idle timeout
-                weakref.finalize(stage, _forget_later, key)
-            except TypeError:
-                pass
+        for slot in itertools.count():
+            key = (id(stage), workers, float(idle), slot)
+            pool = _registry.get(key)
+            if pool is None or pool.closed:
+                pool = StagePool(key, name, workers, float(idle))
+                _registry[key] = pool
+                try:
+                    # a redefined stage (a re-run cell) frees its old pool now, not after
+                    # the idle timeout
+                    weakref.finalize(stage, _forget_later, key)
+                except TypeError:
+                    pass
+                break
+            if pool.users == 0:
+                break
         pool.acquire()
         return pool
 
@@ -438,11 +453,11 @@ class ProcessExecutor:
                 return
             # a connection that says nothing must not stall the acceptor: the handshake has a
             # deadline, then the socket is blocking (socket.setdefaulttimeout() aside)
-            raw.settimeout(HANDSHAKE_SECONDS)
+            deadline = time.monotonic() + HANDSHAKE_SECONDS
             try:
-                if _recv_frame(raw, 64) != self.key:
+                if _recv_frame(raw, 64, deadline) != self.key:
                     raise ValueError("not one of ours")
-                serial, pid = pickle.loads(_recv_frame(raw, 256)[1:])
+                serial, pid = pickle.loads(_recv_frame(raw, 256, deadline)[1:])
                 raw.setblocking(True)
             except Exception:  # noqa: BLE001 - not one of ours, silent, or it died on the way
                 raw.close()
@@ -621,22 +636,15 @@ class ProcessExecutor:
             self.closed = True
             links = list(self.links)
             serves = dict(self.serves)
-            connected = {link.serial for link in self.links}
         for link in links:
             link.put(None, direct=False)  # bye, after anything still queued
-        late_deadline = time.monotonic() + LATE_SERVE_SECONDS
-        for serial, fut in serves.items():  # the workers are free when their serve returned
-            if fut.cancel():  # never started (its worker was busy): nothing to wait for
+        for fut in serves.values():  # the workers are free when their serve task returned
+            if fut.cancel():  # never started: nothing to wait for
                 continue
-            # one that connected says bye now; one that did not is starting (it connects and
-            # is sent away), or, when another run shares the pool, may be queued behind that
-            # run's work (loky marks queued calls running, so it cannot be cancelled): that
-            # one finds the listener gone when it starts, and returns
-            shared = self.pool.users > 1
-            timeout = (late_deadline - time.monotonic() if shared and serial not in connected
-                       else 30.0)
+            # one that connected says bye now; one that did not is a worker still starting
+            # (the pool is this run's alone): it connects, is sent away and returns
             try:
-                fut.result(timeout=max(0.0, timeout))
+                fut.result(timeout=30)
             except BaseException:  # noqa: BLE001 - a worker that died is the pool's business
                 pass
         self.stopped = True

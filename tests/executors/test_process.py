@@ -568,12 +568,12 @@ def test_a_silent_local_connection_does_not_stall_the_workers(monkeypatch):
     assert squatters and sorted(result.outputs) == [2 * i for i in range(10)]
 
 
-def test_a_stopped_run_ends_promptly_while_another_run_holds_the_workers(tmp_path):
+def test_two_runs_of_one_pipeline_at_once_each_get_workers(tmp_path):
     gate, started = str(tmp_path / "open"), str(tmp_path / "started")
 
     @mg.processor(backend="process", workers=2, chunk_size=1)
     def held(x):
-        if x == "hold":  # the first run's items keep both workers until the test opens the gate
+        if x == "hold":  # the first run's items keep its workers until the test opens the gate
             open(started, "w").close()
             deadline = time.monotonic() + 60
             while not os.path.exists(gate) and time.monotonic() < deadline:
@@ -583,21 +583,49 @@ def test_a_stopped_run_ends_promptly_while_another_run_holds_the_workers(tmp_pat
     pipe = mg.Pipeline([held])
     first = pipe.start(items=["hold", "hold"], display="none")
     try:
-        # a chunk of the first run is running: its serve tasks (one per worker) were all
-        # submitted before the first chunk went out, so the second run's queue behind them
         assert wait_until(lambda: os.path.exists(started), timeout=30)
-        second = pipe.start(items=list(range(10)), display="none")
-        assert wait_until(lambda: second.stats.loc["held", "in_flight"] > 0, timeout=30)
-        time.sleep(1)  # loky moves its serve calls to the call queue: they cannot be cancelled
-        second.stop(drain=False)  # its serve tasks are queued behind the first run's items
-        stopped = second.wait(timeout=20)  # not 30 s per worker that never came
-        assert stopped.outputs == []
-        assert stopped.stats.loc["held", "cancelled"] == 10
-        assert_conserved(stopped)
+        # the first run holds its pool's workers: the second gets a pool of its own
+        second = pipe.start(items=list(range(10)), display="none").wait(timeout=60)
+        assert sorted(second.outputs) == list(range(10))
+        assert_conserved(second)
+        assert not first.done  # still held: the second did not wait for it
     finally:
         open(gate, "w").close()
     done = first.wait(timeout=60)
     assert done.outputs == ["hold", "hold"]
     assert_conserved(done)
-    rerun = run(pipe, items=list(range(6)))  # the late serve tasks left the workers free
+    rerun = run(pipe, items=list(range(6)))  # both pools are free again
     assert sorted(rerun.outputs) == list(range(6))
+
+
+def _crash_on_minus_one(x):
+    if x == -1:
+        os._exit(1)
+    time.sleep(0.002)
+    return x
+
+
+def _pass_slowly(x):
+    time.sleep(0.002)
+    return x
+
+
+def test_overlapping_runs_through_two_process_stages_survive_a_crash():
+    # a crash replaces f's pool while both runs are going; sharing pools, the second run
+    # could take f's new workers while the first held g's, each then waiting for the other
+    f = mg.processor(_crash_on_minus_one, name="f", backend="process", workers=2,
+                     chunk_size=1, queue_size=10, crash_retries=1)
+    g = mg.processor(_pass_slowly, name="g", backend="process", workers=2, chunk_size=1,
+                     queue_size=10)
+    pipe = mg.Pipeline([f, g])
+    run(pipe, items=range(4))  # warm
+    for _ in range(2):
+        one = pipe.start(items=[*range(30), -1, *range(100)], display="none")
+        time.sleep(0.05)
+        two = pipe.start(items=range(100), display="none")
+        first, second = one.wait(timeout=90), two.wait(timeout=90)
+        assert sorted(first.outputs) == sorted([*range(30), *range(100)])
+        assert list(first.errors["exc_type"]) == ["WorkerCrashed"]
+        assert sorted(second.outputs) == list(range(100)) and second.errors.empty
+        assert_conserved(first)
+        assert_conserved(second)
