@@ -27,7 +27,7 @@ from functools import partial
 from types import GeneratorType
 from typing import Any
 
-from ..observe.histogram import MIN_LATENCY_SAMPLES, sample_every
+from ..observe.histogram import time_this_chunk
 from ..runtime.calls import TimeoutCaller, as_resources, bind, wants
 from ..runtime.emit import Output, Routed
 from .base import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, Payload, Unpicklable, dumps, pack, unpack
@@ -245,10 +245,7 @@ class Prepared:
         nones: list[int] = []  # items that returned None (filtered)
         multi: dict[int, int] = {}  # items that emitted through a generator or mg.to
         self.sampled += 1
-        # fast items are timed a chunk in sample_every() once enough were, as in the thread
-        # runtime
-        timed = self.job.track and (self.timed_items < MIN_LATENCY_SAMPLES
-                                    or self.sampled % sample_every(self.per_item) == 0)
+        timed = self.job.track and time_this_chunk(self.sampled, self.timed_items, self.per_item)
         n = len(items)
         i = 0
         t0 = prev = perf()

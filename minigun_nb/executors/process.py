@@ -129,11 +129,6 @@ class StagePool:
                 )
             return ex
 
-    def pids(self) -> set[int] | None:
-        ex = self._ex
-        procs = getattr(ex, "_processes", None) if ex is not None else None
-        return set(procs) if procs is not None else None
-
     def acquire(self) -> None:
         with self._lock:
             self.users += 1
@@ -249,12 +244,12 @@ class _Task:
     __slots__ = ("fut", "blob", "report", "moved", "big")
 
     def __init__(self, fut: Future[None], blob: Any, report: Callable[[Outcome], None],
-                 moved: float) -> None:
+                 moved: float, size: int) -> None:
         self.fut = fut
         self.blob = blob
         self.report = report
         self.moved = moved
-        self.big = payload_size(blob) > BIG_PAYLOAD
+        self.big = size > BIG_PAYLOAD
 
 
 class _Link:
@@ -546,11 +541,12 @@ class ProcessExecutor:
         t = time.perf_counter()
         blob = dump_items(items, oob=True)
         moved = time.perf_counter() - t
+        size = payload_size(blob)
         if items:
-            per = payload_size(blob) / len(items)
+            per = size / len(items)
             self.item_bytes = per if not self.item_bytes else 0.7 * self.item_bytes + 0.3 * per
         self._ensure_workers()
-        self._place(_Task(fut, blob, report, moved), direct=True)
+        self._place(_Task(fut, blob, report, moved, size), direct=True)
         return fut
 
     def _place(self, task: _Task, direct: bool) -> None:

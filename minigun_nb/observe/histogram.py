@@ -37,6 +37,7 @@ __all__ = [
     "bucket_index",
     "MIN_LATENCY_SAMPLES",
     "sample_every",
+    "time_this_chunk",
 ]
 
 #: Buckets per doubling; 16 gives ~4.4% wide buckets, so ~2.2% error at the geometric middle.
@@ -429,3 +430,13 @@ def sample_every(per_item: float) -> int:
     if per_item <= 0:
         return MAX_SAMPLE_EVERY
     return max(1, min(MAX_SAMPLE_EVERY, round(_TIMING_COST / (0.01 * per_item))))
+
+
+def time_this_chunk(chunks: int, timed_items: int, per_item: float) -> bool:
+    """Whether a worker times its ``chunks``-th chunk item by item: always until it has
+    ``MIN_LATENCY_SAMPLES`` latencies, then one chunk in :func:`sample_every`.
+
+    >>> time_this_chunk(5, 10, 1e-9), time_this_chunk(5, 5000, 1e-9), time_this_chunk(64, 5000, 1e-9)
+    (True, False, True)
+    """
+    return timed_items < MIN_LATENCY_SAMPLES or chunks % sample_every(per_item) == 0

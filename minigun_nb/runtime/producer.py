@@ -87,11 +87,9 @@ class Handoff:
         if self.signal and self.attend():
             self.signal.append(True)  # the generator loop, if any, must see the stop too
             raise ProducerStopped
-        if len(q) >= self.room:
-            self.wait_for_room()
-            if self.run.stopping:
-                self.signal.append(True)
-                raise ProducerStopped
+        if len(q) >= self.room and self.wait_for_room():
+            self.signal.append(True)
+            raise ProducerStopped
 
     def attend(self) -> bool:
         """The puller saw the signal: wake a waiting courier; True when it must stop."""
@@ -127,7 +125,9 @@ class Handoff:
         elif started is not None:
             self.wait_state = (waited + time.perf_counter() - started, None)
 
-    def wait_for_room(self) -> None:
+    def wait_for_room(self) -> bool:
+        """Wait while the hand-off is full; True when the run is stopping (seen before the
+        puller pulls again: a pull may block)."""
         q = self.queue
         self._waiting(True)
         with self.cond:
@@ -136,6 +136,7 @@ class Handoff:
                 self.cond.wait(0.1)
             self.producer_waiting = False
         self._waiting(False)
+        return self.run.stopping
 
     def producer_done(self) -> None:
         """The puller has finished: from now on its time is not busy time."""
@@ -254,10 +255,8 @@ def producer_loop(st: StageRun, index: int) -> None:
                 q.append(value)
                 if signal and attend():  # the courier waits for this item, or a stop
                     break
-                if len(q) >= full:
-                    courier.wait_for_room()
-                    if run.stopping:  # seen before pulling again (a pull may block)
-                        break
+                if len(q) >= full and courier.wait_for_room():
+                    break
             if isinstance(result, GeneratorType):
                 result.close()  # a draining stop: run the generator's finally blocks
         courier.producer_done()

@@ -381,10 +381,8 @@ class Run:
                     q.append(item)
                     if signal and attend():  # the courier waits for this item, or a stop
                         break
-                    if len(q) >= room:
-                        hand.wait_for_room()
-                        if self.stopping:  # seen before pulling again (a pull may block)
-                            break
+                    if len(q) >= room and hand.wait_for_room():
+                        break
             finally:
                 hand.close()  # what was pulled is delivered, also after a failing iterable
         except Exception as exc:  # noqa: BLE001 - a failing iterable is like a failing producer

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.graph import StageSpec
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
-from ..observe.histogram import MIN_LATENCY_SAMPLES, sample_every
+from ..observe.histogram import time_this_chunk
 from .calls import TimeoutCaller, as_resources, backoff_delay, bind, wants
 from .channel import Channel
 from .emit import Output
@@ -209,8 +209,7 @@ class StageRun:
                     # Latency of fast items is sampled once a worker has timed enough of
                     # them: the clock read would otherwise cost as much as the work itself.
                     sampled += 1
-                    timed = track and (timed_items < MIN_LATENCY_SAMPLES
-                                       or sampled % sample_every(self.per_item) == 0)
+                    timed = track and time_this_chunk(sampled, timed_items, self.per_item)
                     done, failed, filtered, lat = run_chunk(self, em, call, chunk, timed)
                     timed_items += len(lat)
                 else:
