@@ -1,10 +1,13 @@
 # Each target builds .venv on first use (and again whenever pyproject.toml changes).
+# `make test` also installs what the browser and front-end tests need: Debian's chromium when
+# /usr/bin/chromium is missing, and widgets/node_modules (npm ci) for the JS unit tests.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := widgets/node_modules/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test test-js test-py bench lint lab notebooks chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -12,19 +15,38 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+$(NODE_STAMP): widgets/package.json widgets/package-lock.json
+	cd widgets && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP) chromium
 	$(BIN)/ruff check minigun_nb tests bench examples
+	$(MAKE) --no-print-directory test-js
+	$(BIN)/python -m pytest -q
+
+test-js: $(NODE_STAMP)
+	cd widgets && node --test
+
+test-py: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check minigun_nb tests bench examples
 	$(BIN)/mypy
 
+lab: $(STAMP)
+	$(BIN)/jupyter-lab notebooks
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info widgets/node_modules
