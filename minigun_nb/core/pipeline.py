@@ -922,12 +922,15 @@ class Pipeline:
         return f"<Pipeline {self.name!r}: {n} stage{'s' if n != 1 else ''}>"
 
     # -- running ---------------------------------------------------------------------------
-    def run(self, items: Any = None, display: str = "auto") -> Any:
+    def run(self, items: Any = None, display: str = "auto", *, peek: bool = True) -> Any:
         """Run the pipeline to the end and return a ``RunResult``.
 
-        ``items`` feeds the entry stages (an iterable, or a DataFrame in row chunks);
-        ``display`` is ``"auto"``, ``"text"`` or ``"none"``. The first Ctrl-C drains the
-        run and returns the partial result (``stopped=True``); a second one cancels.
+        ``items`` feeds the entry stages (an iterable, or a DataFrame in row chunks).
+        ``display`` is ``"auto"`` (the live widget in a notebook, progress bars in a
+        terminal, text otherwise), ``"widget"``, ``"progress"``, ``"hud"``, ``"text"`` or
+        ``"none"``; ``peek=False`` keeps displays from showing a repr of the outputs. The
+        first Ctrl-C drains the run and returns the partial result (``stopped=True``); a
+        second one cancels.
 
         Examples
         --------
@@ -936,13 +939,16 @@ class Pipeline:
         >>> pipe.run(items=[1, 2], display="none").outputs_by_stage["neg"] in ([-1, -2], [-2, -1])
         True
         """
-        from ..display import observers_for
+        from ..display import displays_for
         from ..runtime.handle import run
 
-        return run(self, items=items, observers=observers_for(display))
+        return run(self, items=items, displays=displays_for(display), peek=peek)
 
-    def start(self, items: Any = None, display: str = "auto") -> Any:
+    def start(self, items: Any = None, display: str = "auto", *, peek: bool = True) -> Any:
         """Start a run in the background and return a ``RunHandle`` at once.
+
+        ``display`` and ``peek`` as for :meth:`run`; ``handle.show()`` shows a live dashboard
+        of the run later, whatever ``display`` was.
 
         Examples
         --------
@@ -952,10 +958,10 @@ class Pipeline:
         >>> handle.wait().outputs
         [1]
         """
-        from ..display import observers_for
+        from ..display import displays_for
         from ..runtime.handle import start
 
-        return start(self, items=items, observers=observers_for(display))
+        return start(self, items=items, displays=displays_for(display), peek=peek)
 
 
 _REDIRECTED = frozenset(

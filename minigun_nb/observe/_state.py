@@ -50,6 +50,7 @@ class StageState:
         "fill_time",
         "fill",
         "fill_area",
+        "flight",
     )
 
     def __init__(self, info: StageInfo) -> None:
@@ -81,6 +82,10 @@ class StageState:
         self.fill_time = 0.0
         self.fill = 0.0
         self.fill_area = 0.0
+        # Taken and not yet accounted for: [take time, items left], oldest first. Completions
+        # are matched in take order, so with several workers the age is the oldest take
+        # still open (a chunk finishing out of order closes an older take's items first).
+        self.flight: deque[list[float]] = deque()
 
     # -- folding ------------------------------------------------------------------------------
 
@@ -97,7 +102,24 @@ class StageState:
         # A queue may hold one chunk over its size; "full" is what matters, so clip at 1.
         self.fill = min(1.0, max(0.0, depth / size)) if size > 0 else 0.0
 
+    def took(self, t: float, n: int) -> None:
+        if n > 0:
+            self.flight.append([t, n])
+
+    def settle(self, n: int) -> None:
+        """``n`` taken items ended (done, failed or cancelled after being taken)."""
+        flight = self.flight
+        while n > 0 and flight:
+            head = flight[0]
+            if head[1] > n:
+                head[1] -= n
+                return
+            n -= int(head[1])
+            flight.popleft()
+
     def add_chunk(self, t: float, event: ChunkProcessed, horizon: float) -> None:
+        if not self.producer:
+            self.settle(event.done + event.failed)
         self.done += event.done
         self.failed += event.failed
         self.filtered += event.filtered
@@ -188,6 +210,7 @@ class StageState:
             throughput_overall=overall_count / elapsed if elapsed > 0 else 0.0,
             latency=histogram,
             queue_fill=self.average_fill(end),
+            oldest_s=max(0.0, now - self.flight[0][0]) if running and self.flight else None,
         )
 
     def average_fill(self, end: float) -> float:

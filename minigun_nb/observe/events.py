@@ -81,6 +81,11 @@ class RunStarted:
     run_id: str
     time: float
     stages: tuple[StageInfo, ...]
+    #: the pipeline's name, its edges ``(source, target, kind)`` and the number of items of a
+    #: sized ``items=`` (None when unknown): what a display needs from the first snapshot on
+    pipeline: str = ""
+    edges: tuple[tuple[str, str, str], ...] = ()
+    total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,10 @@ if TYPE_CHECKING:  # pandas is imported only inside to_frame(): importing observ
 
 __all__ = ["STATS_COLUMNS", "RunSnapshot", "RunTotals", "StageSnapshot"]
 
+#: A stage is *stalled* when its oldest item in flight is older than both of these.
+STALL_SECONDS = 10.0
+STALL_FACTOR = 10.0
+
 #: Columns of ``result.stats`` / :meth:`RunSnapshot.to_frame`, in order (SPEC §12; API).
 STATS_COLUMNS: tuple[str, ...] = (
     "kind",
@@ -144,6 +148,25 @@ class StageSnapshot:
     throughput_overall: float = 0.0
     latency: LatencyHistogram | None = None
     queue_fill: float = 0.0
+    oldest_s: float | None = None
+
+    @property
+    def stalled(self) -> bool:
+        """True when the oldest item in flight is older than both 10 s and 10 × p99.
+
+        A stage with no latency yet (nothing finished) is judged on the 10 s alone.
+
+        Examples
+        --------
+        >>> snap = StageSnapshot("a", "processor", "thread", 1, "running", *[0] * 10,
+        ...                      0.0, 0.0, None, None, None, 5.0, None, None, 0.0, oldest_s=60.0)
+        >>> snap.stalled
+        True
+        """
+        oldest = self.oldest_s
+        if oldest is None or oldest <= STALL_SECONDS:
+            return False
+        return self.p99_ms is None or oldest > STALL_FACTOR * self.p99_ms / 1e3
 
     @property
     def is_producer(self) -> bool:
@@ -259,6 +282,9 @@ class RunSnapshot:
     hint: str
     started: datetime | None = None
     finished: datetime | None = None
+    pipeline: str = ""
+    edges: tuple[tuple[str, str, str], ...] = ()
+    total: int | None = None
 
     @classmethod
     def empty(cls) -> RunSnapshot:

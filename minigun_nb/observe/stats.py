@@ -157,6 +157,9 @@ class StatsCollector:
         self._started: float | None = None
         self._finished: float | None = None
         self._stages: dict[str, StageState] = {}
+        self._pipeline = ""
+        self._edges: tuple[tuple[str, str, str], ...] = ()
+        self._total: int | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             RunStarted: self._run_started,
             StageStarted: self._stage_started,
@@ -300,6 +303,12 @@ class StatsCollector:
             run_id, status = self._run_id, self._status
         end = finished if finished is not None else now
         bottleneck, hint = find_bottleneck(stages)
+        stalled = [stage for stage in stages if stage.stalled]
+        if stalled:
+            worst = max(stalled, key=lambda stage: stage.oldest_s or 0.0)
+            p99 = "" if worst.p99_ms is None else f", p99 {worst.p99_ms / 1e3:.2g} s"
+            hint = (f"`{worst.path}` looks stalled: its oldest item has been in flight for "
+                    f"{worst.oldest_s:.0f} s{p99}. " + hint).strip()
         return RunSnapshot(
             run_id=run_id,
             status=status,
@@ -310,6 +319,9 @@ class StatsCollector:
             hint=hint,
             started=self._wall(started),
             finished=self._wall(finished),
+            pipeline=self._pipeline,
+            edges=self._edges,
+            total=self._total,
         )
 
     def _wall(self, moment: float | None) -> datetime | None:
@@ -334,6 +346,7 @@ class StatsCollector:
         self._started = event.time
         self._finished = None
         self._stages = {info.path: StageState(info) for info in event.stages}
+        self._pipeline, self._edges, self._total = event.pipeline, event.edges, event.total
 
     def _stage_started(self, event: StageStarted) -> None:
         stage = self._stage(event.path)
@@ -353,6 +366,7 @@ class StatsCollector:
         stage = self._stage(event.path)
         stage.advance_fill(self._clock())
         stage.taken += event.n
+        stage.took(self._clock(), event.n)
         stage.update_fill()
 
     def _items_cancelled(self, event: ItemsCancelled) -> None:
@@ -360,6 +374,7 @@ class StatsCollector:
         stage.advance_fill(self._clock())
         stage.cancelled += event.n
         stage.cancelled_queued += event.queued
+        stage.settle(event.n - event.queued)
         stage.update_fill()
 
     def _chunk_processed(self, event: ChunkProcessed) -> None:

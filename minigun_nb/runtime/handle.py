@@ -8,8 +8,10 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .._reprs import short_repr
 from ..core.graph import resolve
 from ..errors import DefinitionError
+from ..observe.follow import FAST_SECONDS, SLOW_SECONDS, Follower
 from .result import RunResult
 from .run import TICK_SECONDS, Run
 
@@ -37,6 +39,115 @@ class RunHandle:
         self._run = run
         self._finished = threading.Event()
         self._result: RunResult | None = None
+        self._followers: list[Follower] = []
+        self._peeks: dict[str, tuple[float, int, str]] = {}
+        #: ``peek=False`` on run()/start(): displays show no repr of the outputs
+        self.peek_enabled = True
+
+    # -- following the run (displays) -----------------------------------------------------
+
+    def subscribe(self, display: object, *, fast: float = FAST_SECONDS,
+                  slow: float = SLOW_SECONDS) -> object:
+        """Attach ``display`` to this run; it is followed on a timer of its own.
+
+        ``display`` may have ``on_start(handle)`` (called now, in this thread),
+        ``on_snapshot(snapshot)`` (on its own thread, at most 10 times a second: every
+        ``fast`` seconds while the run moves, backing off to ``slow`` while nothing changes,
+        and once with the final snapshot) and ``on_end(result)`` (once, after the result
+        exists). A display that raises is detached and logged; the run goes on. A display
+        subscribed after the run ended gets the final snapshot and ``on_end`` at once.
+
+        Returns ``display``.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> class Count:
+        ...     def __init__(self): self.final = None
+        ...     def on_end(self, result): self.final = len(result.outputs)
+        >>> pipe = mg.Pipeline([mg.processor(lambda x: x, name="same")])
+        >>> handle = pipe.start(items=range(3), display="none")
+        >>> count = handle.subscribe(Count()); _ = handle.wait()
+        >>> handle.join_displays()
+        True
+        >>> count.final
+        3
+        """
+        extra = self._run.log_extra()
+        on_start = getattr(display, "on_start", None)
+        if callable(on_start):
+            try:
+                on_start(self)
+            except Exception as exc:  # noqa: BLE001 - a display never fails a data job
+                log.warning("minigun_nb: display %r raised in on_start and was detached: "
+                            "%s: %s", display, type(exc).__name__, exc, exc_info=exc,
+                            extra=extra)
+                return display
+        follower = Follower(display, self._run.collector.snapshot, self._finished,
+                            self._final, fast=fast, slow=slow, log_extra=extra)
+        self._followers.append(follower)
+        follower.start()
+        return display
+
+    def join_displays(self, timeout: float = 10.0) -> bool:
+        """Wait (at most ``timeout`` s in all) until every display has shown the end."""
+        deadline = _now() + timeout
+        for follower in list(self._followers):
+            if not follower.finished.wait(max(0.0, deadline - _now())):
+                return False
+        return True
+
+    @property
+    def displays(self) -> tuple[object, ...]:
+        """The displays attached with :meth:`subscribe`, in order."""
+        return tuple(f.display for f in self._followers)
+
+    @property
+    def widget(self) -> Any:
+        """The run's live widget, or None when the run was started without one."""
+        for display in self.displays:
+            widget = getattr(display, "widget", None)
+            if widget is not None:
+                return widget
+        return None
+
+    def show(self) -> Any:
+        """Show a live dashboard of this run in the current cell (the final one once ended).
+
+        Works whatever ``display=`` the run was started with.
+        """
+        from ..display.widget import show_handle  # the façade: runtime stays display-free
+
+        return show_handle(self)
+
+    @property
+    def graph(self) -> Any:
+        """The resolved, frozen graph this run executes."""
+        return self._run.graph
+
+    @property
+    def pipeline_name(self) -> str:
+        return self._run.graph.name
+
+    def peek(self, path: str, *, every: float = 1.0, limit: int = 200) -> str | None:
+        """A short repr of stage ``path``'s most recent output (None when it has none).
+
+        Taken at most once every ``every`` seconds per stage, one line of at most ``limit``
+        characters; ``"<repr failed>"`` when the repr raises. None with ``peek=False``.
+        """
+        if not self.peek_enabled:
+            return None
+        last = self._run.last_output
+        if path not in last:
+            return None
+        value = last[path]
+        now = _now()
+        cached = self._peeks.get(path)
+        if cached is not None and (now - cached[0] < every or cached[1] == id(value)):
+            return cached[2]
+        text = short_repr(value, limit)
+        self._peeks[path] = (now, id(value), text)
+        return text
 
     @property
     def run_id(self) -> str:
@@ -173,19 +284,23 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, saved)
 
 
-def start(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = ()) -> RunHandle:
+def start(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = (),
+          displays: Iterable[Any] = (), peek: bool = True) -> RunHandle:
     """Resolve, check and start a run of ``pipe``; return its RunHandle at once.
 
-    A Ctrl-C while the run starts drains it and is raised once it is fully started.
+    ``observers`` see every event (collector level); ``displays`` are followed on their own
+    timers (:meth:`RunHandle.subscribe`). A Ctrl-C while the run starts drains it and is
+    raised once it is fully started.
     """
-    handle, interrupted = _start(pipe, items, observers)
+    handle, interrupted = _start(pipe, items, observers, displays, peek)
     if interrupted:
         handle.stop(drain=True)
         raise KeyboardInterrupt
     return handle
 
 
-def _start(pipe: Pipeline, items: Any, observers: Iterable[Any]) -> tuple[RunHandle, bool]:
+def _start(pipe: Pipeline, items: Any, observers: Iterable[Any], displays: Iterable[Any] = (),
+           peek: bool = True) -> tuple[RunHandle, bool]:
     graph = resolve(pipe)
     if graph.entries and items is None:
         names = ", ".join(repr(p) for p in graph.entries)
@@ -208,6 +323,7 @@ def _start(pipe: Pipeline, items: Any, observers: Iterable[Any]) -> tuple[RunHan
         raise DefinitionError(f"pipeline {pipe.name!r} has no stages; define some first.")
     run = Run(pipe, graph, items, observers)
     handle = RunHandle(run)
+    handle.peek_enabled = bool(peek)
     LIVE_HANDLES.add(handle)
     for _pp, hook in graph.hooks.get("before_run", ()):
         hook()
@@ -223,6 +339,8 @@ def _start(pipe: Pipeline, items: Any, observers: Iterable[Any]) -> tuple[RunHan
             raise
         threading.Thread(target=_supervise, args=(handle, run, pipe), daemon=True,
                          name=f"mg-{graph.name}-supervisor").start()
+        for display in displays:
+            handle.subscribe(display)
     return handle, deferred.hit
 
 
@@ -233,9 +351,21 @@ def _raise_failure(result: RunResult) -> RunResult:
     return result
 
 
-def run(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = ()) -> RunResult:
-    """Run ``pipe`` to the end. The first Ctrl-C drains, a second one cancels."""
-    handle, interrupted = _start(pipe, items, observers)
+def run(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = (),
+        displays: Iterable[Any] = (), peek: bool = True) -> RunResult:
+    """Run ``pipe`` to the end. The first Ctrl-C drains, a second one cancels.
+
+    Returns once the displays have shown the end too (at most 10 s more), so the cell's
+    output is final when the cell ends.
+    """
+    handle, interrupted = _start(pipe, items, observers, displays, peek)
+    try:
+        return _run_to_end(handle, interrupted)
+    finally:
+        handle.join_displays()
+
+
+def _run_to_end(handle: RunHandle, interrupted: bool) -> RunResult:
     try:
         if interrupted:
             raise KeyboardInterrupt  # pressed while the run started: the first Ctrl-C

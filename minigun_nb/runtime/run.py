@@ -133,6 +133,8 @@ class Run:
         self.outputs_by_stage: dict[str, list[Any]] = {}
         self.max_outputs = graph.options["max_outputs"]
         self.outputs_dropped = 0
+        #: stage path -> its most recent output (kept per delivery; a display reprs it)
+        self.last_output: dict[str, Any] = {}
         self.stopping = False
         #: the hand-offs of producers and of ``items=`` (their pullers watch a signal)
         self.handoffs: list[Handoff] = []
@@ -239,6 +241,8 @@ class Run:
     def deliver(self, src: StageRun, dst: StageRun, items: list[Any], dynamic: bool = False
                 ) -> bool:
         """Put ``items`` into ``dst``'s channel. False if ``dst`` already finished."""
+        if items:
+            self.last_output[src.path] = items[-1]  # what a display peeks at
         ch = dst.channel
         if ch is None:
             return False  # a producer takes no input
@@ -272,6 +276,8 @@ class Run:
         return True
 
     def collect(self, st: StageRun, items: list[Any]) -> None:
+        if items:
+            self.last_output[st.path] = items[-1]
         with self.lock:
             cap = self.max_outputs
             if cap is not None and len(self.outputs) + len(items) > cap:
@@ -339,7 +345,9 @@ class Run:
                       s.spec.options["queue_size"], bool(s.spec.options["track_latency"]))
             for p, s in self.stages.items()
         )
-        self.publish(RunStarted(self.run_id, self.started, infos))
+        edges = tuple((e.source, e.target, e.kind) for e in self.graph.edges)
+        self.publish(RunStarted(self.run_id, self.started, infos, self.graph.name, edges,
+                                _total(self.items)))
         log.debug("run %s started", self.run_id, extra=self.log_extra())
         for st in self.stages.values():
             st.start()
@@ -444,6 +452,20 @@ class _Feeder:
 
     def __init__(self) -> None:
         self.group = Group([], False)
+
+
+def _total(items: Any) -> int | None:
+    """How many items ``items=`` feeds each entry stage, when that is known in advance."""
+    if items is None or isinstance(items, (str, bytes)):
+        return None
+    pd = loaded_pandas()
+    try:
+        n = len(items)
+    except Exception:  # noqa: BLE001 - an iterator, or a len() that raises: unknown
+        return None
+    if pd is not None and isinstance(items, pd.DataFrame):
+        return -(-n // MAX_CHUNK)  # fed as row chunks
+    return n if isinstance(n, int) else None
 
 
 def _iter_items(items: Any) -> Iterable[Any]:

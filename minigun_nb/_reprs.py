@@ -1,0 +1,58 @@
+"""Short, safe, one-line reprs of user objects (stdlib only; safe to import anywhere).
+
+Used for what a display shows of an item or an output (``peek``) and for ``item_repr`` in
+error rows: one line of at most ``limit`` characters, built with :mod:`reprlib` so that a
+huge container is not rendered whole, and never raising (a ``__repr__`` that raises gives
+``"<repr failed>"``).
+
+Examples
+--------
+>>> short_repr(list(range(100)), 30)
+'[0, 1, 2, 3, 4, 5, ...]'
+>>> short_repr("a\\nb")
+"'a\\\\nb'"
+>>> class Bad:
+...     def __repr__(self): raise ValueError("no")
+>>> short_repr(Bad())
+'<repr failed>'
+"""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any
+
+__all__ = ["REPR_FAILED", "short_repr"]
+
+REPR_FAILED = "<repr failed>"
+
+class _Repr(reprlib.Repr):
+    def repr_instance(self, x: Any, level: int) -> str:
+        # reprlib hides a failing __repr__ behind "<X instance at 0x...>": say it failed
+        text = repr(x)
+        if len(text) > self.maxother:
+            text = text[: self.maxother - 3] + "..."
+        return text
+
+
+_REPR = _Repr()
+_REPR.maxstring = 160
+_REPR.maxother = 160
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = 6
+_REPR.maxdict = 4
+_REPR.maxlevel = 3
+
+
+def short_repr(value: Any, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters describing ``value``; never raises."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a user __repr__ may do anything
+        return REPR_FAILED
+    if not isinstance(text, str):
+        return REPR_FAILED
+    if "\n" in text or "\r" in text:  # a DataFrame, a multi-line __repr__: keep it one line
+        text = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    if len(text) > limit:
+        text = text[: max(0, limit - 3)] + "..."
+    return text
