@@ -101,15 +101,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'minigun_nb' has no attribute {name!r}")
 
 
-def load_ipython_extension(ipython: Any) -> None:  # pragma: no cover - wired by the magic issue
-    """``%load_ext minigun_nb``: registers the ``%%minigun`` cell magic (imported lazily)."""
-    try:
-        from .notebook.magic import load_ipython_extension as _load
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.notebook.magic":
-            raise
-        raise ImportError(
-            "%load_ext minigun_nb: the %%minigun cell magic is not built yet in this version; "
-            "define pipelines with the Python API (mg.Pipeline, @pipe.processor, ...)"
-        ) from None
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext minigun_nb``: registers the ``%%minigun`` cell magic.
+
+    The magic's module (and IPython with it) is imported only here, so ``import minigun_nb``
+    stays light.
+    """
+    from .notebook.magic import load_ipython_extension as _load
+
     _load(ipython)

@@ -29,6 +29,14 @@ class DefinitionError(MinigunError, ValueError):
     DefinitionError
     """
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython's hook for exceptions that format themselves: in a notebook the message comes
+        # first and the frames inside minigun_nb are left out (the raise is always deep inside
+        # the package, and __tracebackhide__ cannot hide the innermost frame)
+        from .notebook.tracebacks import render_traceback
+
+        return render_traceback(self)
+
 
 class DuplicateStageError(DefinitionError):
     """Two different functions were given the same stage name in one pipeline."""

@@ -278,13 +278,16 @@ def _takes_no_item(args: ast.arguments) -> bool:
     return all(a.arg == "output" for a in required)
 
 
-def plan_cell(source: str) -> list[PlannedStage]:
+def plan_cell(source: str, *, line_offset: int = 0) -> list[PlannedStage]:
     """The stages a ``%%minigun`` cell defines, in definition order.
 
     Parameters
     ----------
     source : str
         The cell's body (without the ``%%minigun`` line).
+    line_offset : int
+        Added to every line number reported (1 makes them count the ``%%minigun`` line, as
+        the notebook shows the cell).
 
     Returns
     -------
@@ -303,7 +306,7 @@ def plan_cell(source: str) -> list[PlannedStage]:
     try:
         tree = ast.parse(source, filename="<%%minigun cell>")
     except SyntaxError as exc:
-        where = f"line {exc.lineno}" if exc.lineno else "the cell"
+        where = f"line {exc.lineno + line_offset}" if exc.lineno else "the cell"
         text = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
         raise MagicLineError(
             f"%%minigun: the cell has a syntax error at {where} ({exc.msg}{text}); fix that "
@@ -327,9 +330,9 @@ def plan_cell(source: str) -> list[PlannedStage]:
         if node.name in seen:
             raise MagicLineError(
                 f"%%minigun: {node.name} is defined twice in the cell (lines {seen[node.name]} "
-                f"and {node.lineno}); each stage needs its own name, so rename or remove one."
+                f"and {node.lineno + line_offset}); each stage needs its own name, so rename or remove one."
             )
-        seen[node.name] = node.lineno
+        seen[node.name] = node.lineno + line_offset
     plan: list[PlannedStage] = []
     for i, node in enumerate(public):
         kinds = [k for k in map(_decorator_kind, node.decorator_list) if k is not None]
@@ -344,7 +347,7 @@ def plan_cell(source: str) -> list[PlannedStage]:
             kind = "consumer" if i == len(public) - 1 else "processor"
         plan.append(PlannedStage(
             name=node.name, kind=kind, decorated=decorated,
-            is_async=isinstance(node, ast.AsyncFunctionDef), lineno=node.lineno,
+            is_async=isinstance(node, ast.AsyncFunctionDef), lineno=node.lineno + line_offset,
         ))
     return plan
 
