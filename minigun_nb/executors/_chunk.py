@@ -28,7 +28,7 @@ from types import GeneratorType
 from typing import Any
 
 from ..observe.histogram import time_this_chunk
-from ..runtime.calls import TimeoutCaller, as_resources, bind, wants
+from ..runtime.calls import TimeoutCaller, as_resources, bind, format_tb, safe_str, wants
 from ..runtime.emit import Output, Routed
 from .base import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, Payload, Unpicklable, dumps, pack, unpack
 
@@ -46,14 +46,14 @@ _lock = threading.Lock()
 
 
 def encode_error(index: int, exc: BaseException, attempts: int) -> ErrorInfo:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         import cloudpickle
 
         blob: bytes | None = cloudpickle.dumps(exc)
-    except Exception:  # noqa: BLE001 - the kernel gets a stand-in of the same class name
+    except BaseException:  # noqa: BLE001 - the kernel gets a stand-in of the same class name
         blob = None
-    return ErrorInfo(index, type(exc).__name__, str(exc), tb, blob, attempts)
+    # a __str__ that raises gives a placeholder message, never a lost row (SPEC §14)
+    return ErrorInfo(index, type(exc).__name__, safe_str(exc), format_tb(exc), blob, attempts)
 
 
 def worker_name(kind: str) -> str:
@@ -266,7 +266,7 @@ class Prepared:
                         t = perf()
                         lat.append(t - prev)
                         prev = t
-            except Exception as exc:  # noqa: BLE001 - an item error, reported
+            except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too)
                 errors.append(encode_error(i - 1, exc, 1))
                 if timed:
                     t = perf()
@@ -344,7 +344,7 @@ class Prepared:
                     if len(out) == mark and len(dyn) == dmark:
                         filtered += 1
                     break
-                except Exception as exc:  # noqa: BLE001 - an item error, reported
+                except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too)
                     if (
                         attempt <= retries
                         and isinstance(exc, retry_on)

@@ -43,6 +43,14 @@ def _send(name: str, item: Any) -> None:
     dyn.append((index, name, item))
 
 
+def _cancelled_by_runtime() -> bool:
+    """Whether the current task is being cancelled from outside (a cancel of the run, which
+    cancels the chunk's gather), not by a ``CancelledError`` the coroutine raised itself."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return task is not None and (cancelling() > 0 if cancelling else task.cancelled())
+
+
 async def _maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
@@ -198,7 +206,9 @@ class AsyncExecutor:
                                 f"item took longer than timeout={job.timeout} s"
                             ) from None
                     return out, dyn, None, attempt - 1, perf() - t0
-                except Exception as exc:  # noqa: BLE001 - an item error
+                except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too)
+                    if isinstance(exc, asyncio.CancelledError) and _cancelled_by_runtime():
+                        raise  # a cancel of the run; else the coroutine's own CancelledError
                     if attempt <= job.retries and isinstance(exc, job.retry_on):
                         del out[mark:]
                         del dyn[dmark:]

@@ -10,6 +10,7 @@ import inspect
 import os
 import queue
 import random
+import reprlib
 import threading
 import time
 import traceback
@@ -19,6 +20,13 @@ from types import GeneratorType
 from typing import Any
 
 from ..core.graph import StageSpec
+
+
+class Control(BaseException):
+    """The runtime's own signals raised through a stage function's frames (a stop, a
+    cancel, a finished call). Everything else a stage function raises, ``SystemExit`` and
+    ``KeyboardInterrupt`` included, is that item's error row (SPEC §14); item loops catch
+    ``Control`` first and let it through."""
 
 
 @dataclass(slots=True)
@@ -41,12 +49,7 @@ class ErrorRecord:
     def row(self) -> dict[str, Any]:
         import datetime
 
-        try:
-            item_repr = repr(self.item)
-        except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not lose the row
-            item_repr = f"<unreprable {type(self.item).__name__}: {exc}>"
-        if len(item_repr) > 200:
-            item_repr = item_repr[:197] + "..."
+        item_repr = short_repr(self.item)
         return {
             "stage": self.stage,
             "item": self.item,
@@ -60,14 +63,85 @@ class ErrorRecord:
         }
 
 
+#: at most this many characters in an error row's ``item_repr`` (SPEC §14)
+REPR_LIMIT = 200
+
+
+class _Repr(reprlib.Repr):
+    def repr_instance(self, x: Any, level: int) -> str:
+        return repr(x)  # reprlib would hide a failing __repr__; short_repr names it
+
+
+_REPR = _Repr()
+_REPR.maxstring = _REPR.maxother = REPR_LIMIT
+_REPR.maxlevel = 3
+
+
+def short_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
+    """One line of at most ``limit`` characters: a reprlib-style repr (big containers are
+    not rendered whole), its lines joined; a placeholder naming the type when it raises."""
+    try:
+        text = _REPR.repr(obj)
+        if not isinstance(text, str):
+            raise TypeError("__repr__ returned a non-string")
+    except BaseException as exc:  # noqa: BLE001 - a broken __repr__ must not lose the row
+        return f"<{type(obj).__name__} object: repr() raised {type(exc).__name__}>"
+    if "\n" in text or "\r" in text:  # a DataFrame's repr: keep it on one line
+        text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return text
+
+
+class Unrenderable:
+    """Stands in for an item whose ``repr``/``str`` raises in the ``item`` column of
+    ``result.errors`` (pandas renders that column); the item itself is ``.item``."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+
+    def __repr__(self) -> str:
+        return short_repr(self.item)
+
+    __str__ = __repr__
+
+
+def renderable(item: Any) -> Any:
+    """``item``, or an :class:`Unrenderable` holding it when pandas could not show it."""
+    try:
+        str(item)
+        repr(item)
+    except BaseException:  # noqa: BLE001 - whatever it raises, the table must display
+        return Unrenderable(item)
+    return item
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, or a placeholder naming its type when that raises (SPEC §14)."""
+    try:
+        return str(exc)
+    except BaseException as err:  # noqa: BLE001 - the row must exist whatever __str__ does
+        return f"<{type(exc).__name__}: str() raised {type(err).__name__}>"
+
+
+def format_tb(exc: BaseException) -> str:
+    """The traceback text; never raises (a broken ``__str__`` is rendered by traceback)."""
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except BaseException:  # noqa: BLE001
+        return f"{type(exc).__name__}: {safe_str(exc)}\n"
+
+
 def error_record(stage: str, item: Any, exc: BaseException, attempts: int,
                  has_item: bool = True) -> ErrorRecord:
     return ErrorRecord(
         stage=stage,
         item=item,
         exc_type=type(exc).__name__,
-        message=str(exc),
-        traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        message=safe_str(exc),
+        traceback=format_tb(exc),
         attempts=attempts,
         worker=f"{threading.current_thread().name} pid={os.getpid()}",
         time=time.time(),

@@ -10,6 +10,7 @@ import time
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
+from .calls import Control
 from .emit import Routed
 
 if TYPE_CHECKING:
@@ -69,7 +70,9 @@ def run_chunk(
     while pos < n:
         try:
             results.extend(map(call, chunk[pos:] if pos else chunk))
-        except Exception as exc:  # noqa: BLE001 - an item error, recorded
+        except Control:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too), recorded
             k = len(results)  # the item whose call raised
             record_error(st, chunk[k], exc, 1)
         else:
@@ -105,7 +108,9 @@ def run_chunk(
             try:
                 if _emit_lazy(em, r):
                     filtered += 1
-            except Exception as exc:  # noqa: BLE001 - an item error, recorded
+            except Control:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - an item error, recorded
                 failed += 1
                 record_error(st, chunk[i], exc, 1)
             append = em.out.append  # emit_value may have flushed a full buffer
@@ -150,7 +155,9 @@ def _run_chunk_loop(
                     t = perf()
                     lat_append(t - t_prev)
                     t_prev = t
-        except Exception as exc:  # noqa: BLE001 - an item error, recorded
+        except Control:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too), recorded
             failed += 1
             record_error(st, chunk[i - 1], exc, 1)
             append = em.out.append

@@ -88,8 +88,12 @@ class RunResult:
         import pandas as pd
 
         frame = pd.DataFrame([e.row() for e in self._errors], columns=ERROR_COLUMNS)
-        # the items themselves, untouched: no int -> numpy scalar, no None -> NaN
-        frame["item"] = pd.Series([e.item for e in self._errors], index=frame.index, dtype=object)
+        # the items themselves, untouched: no int -> numpy scalar, no None -> NaN; one
+        # whose repr raises is held by a stand-in, so the table always displays (SPEC §14)
+        from .calls import renderable
+
+        frame["item"] = pd.Series([renderable(e.item) for e in self._errors], index=frame.index,
+                                  dtype=object)
         return frame
 
     def failed_items(self, stage: str | None = None) -> list[Any]:

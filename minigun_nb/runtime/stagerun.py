@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.graph import StageSpec
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
 from ..observe.histogram import time_this_chunk
-from .calls import TimeoutCaller, as_resources, backoff_delay, bind, wants
+from .calls import Control, TimeoutCaller, as_resources, backoff_delay, bind, wants
 from .channel import Channel
 from .emit import Output
 from .emitter import ROUTING_ERRORS, Emitter
@@ -240,7 +240,9 @@ class StageRun:
                                 if em.count == mark_count:
                                     filtered += 1
                                 break
-                            except Exception as exc:  # noqa: BLE001 - an item error, recorded
+                            except Control:
+                                raise
+                            except BaseException as exc:  # noqa: BLE001 - an item error
                                 if (attempt <= retries and isinstance(exc, spec.options["retry_on"])
                                         and not isinstance(exc, ROUTING_ERRORS)
                                         and not run.cancelled):
