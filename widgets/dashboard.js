@@ -45,15 +45,27 @@ const INTERRUPT_NOTE =
 
 // ---- formatting (the same rules as minigun_nb.observe.summary) ------------------------
 
+// Number.toFixed breaks an exact tie upwards, Python's format to the even digit; the exact
+// decimal expansion (toFixed(100) is exact for the magnitudes shown here) tells a tie apart.
+function fixed(v, digits) {
+  const out = v.toFixed(digits);
+  const exact = Math.abs(v).toFixed(100);
+  const rest = exact.slice(exact.indexOf(".") + 1 + digits);
+  if (!/^50*$/.test(rest)) return out;
+  const down = (Math.sign(v) * Number(exact.slice(0, exact.length - rest.length))).toFixed(digits);
+  const last = down.replace(/\D/g, "").slice(-1);
+  return Number(last) % 2 === 0 ? down : out;
+}
+
 function threeDigits(v) {
   const m = Math.abs(v);
-  return m >= 100 ? v.toFixed(0) : m >= 10 ? v.toFixed(1) : v.toFixed(2);
+  return m >= 100 ? fixed(v, 0) : m >= 10 ? fixed(v, 1) : fixed(v, 2);
 }
 
 /** A count: exact below 10,000, then three significant digits with k/M/G/T. */
 export function formatCount(n) {
   if (n === null || n === undefined || !Number.isFinite(n)) return "-";
-  if (Math.abs(n) < 10000) return n.toFixed(0);
+  if (Math.abs(n) < 10000) return fixed(n, 0);
   const scales = [[1e3, "k"], [1e6, "M"], [1e9, "G"], [1e12, "T"]];
   for (const [scale, suffix] of scales) {
     const text = threeDigits(n / scale);
@@ -67,27 +79,27 @@ export function formatCount(n) {
 export function formatRate(r) {
   if (r === null || r === undefined || !Number.isFinite(r)) return "-";
   if (r === 0) return "0";
-  if (r < 10) return r.toFixed(2);
-  if (r < 100) return r.toFixed(1);
-  if (r < 10000) return r.toFixed(0);
+  if (r < 10) return fixed(r, 2);
+  if (r < 100) return fixed(r, 1);
+  if (r < 10000) return fixed(r, 0);
   return formatCount(r);
 }
 
 /** Milliseconds with about three significant digits; "-" when missing. */
 export function formatMs(ms) {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return "-";
-  if (ms < 1) return ms.toFixed(3);
-  if (ms < 10) return ms.toFixed(2);
-  if (ms < 100) return ms.toFixed(1);
-  if (ms < 10000) return ms.toFixed(0);
+  if (ms < 1) return fixed(ms, 3);
+  if (ms < 10) return fixed(ms, 2);
+  if (ms < 100) return fixed(ms, 1);
+  if (ms < 10000) return fixed(ms, 0);
   return formatCount(ms);
 }
 
 /** A duration: 4.20s, 42.0s, 2m05s, 1h02m03s. */
 export function formatDuration(s) {
   if (s === null || s === undefined || !Number.isFinite(s)) return "-";
-  if (s < 10) return `${s.toFixed(2)}s`;
-  if (s < 60) return `${s.toFixed(1)}s`;
+  if (s < 10) return `${fixed(s, 2)}s`;
+  if (s < 60) return `${fixed(s, 1)}s`;
   const total = Math.round(s);
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
