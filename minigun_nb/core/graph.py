@@ -571,6 +571,8 @@ class _Resolver:
         for e in edges:
             downs[e.source].append(e.target)
             ups[e.target].append(e.source)
+        if not self.lenient:
+            self._check_producer_inputs(edges)  # before cycles: the clearer message
         if self.lenient:
             # a cycle through a binding a later definition can still change is not one yet;
             # the final resolution (run, pipe.edges) sees the settled names and checks again
@@ -672,8 +674,27 @@ class _Resolver:
                 senders[p] = [q for q in self.order if q != p and q not in desc]
         return {p: tuple(v) for p, v in senders.items()}
 
+    def _check_producer_inputs(self, edges: Iterable[Edge]) -> None:
+        """A producer takes no input: ``to=``/``from_=`` into one would make its items
+        vanish (SPEC §14), so it is a definition error (``routes=``: :meth:`_validate`)."""
+        for e in edges:
+            target = self.stage_objs[e.target]
+            if target.kind == "producer":
+                raise DefinitionError(
+                    f"stage {e.source!r} sends to {e.target!r} (a to=/from_= edge), but "
+                    f"{e.target!r} is a producer, which takes no input; send to a processor "
+                    f"instead, or give {target.name!r} an item parameter to make it one."
+                )
+
     def _validate(self, specs: Mapping[str, StageSpec], downs: Mapping[str, tuple[str, ...]]
                   ) -> None:
+        for path, spec in specs.items():
+            for target in spec.routes:
+                if target in specs and specs[target].kind == "producer":
+                    raise DefinitionError(
+                        f"stage {path!r}: routes= names {target!r}, a producer, which takes "
+                        f"no input; route to a processor instead."
+                    )
         for path, spec in specs.items():
             route = spec.options.get("route")
             if isinstance(route, Mapping):

@@ -186,6 +186,10 @@ class Emitter:
             for t in targets:
                 if not self.run.deliver(self.st, t, [item], dynamic=True):
                     self.count -= 1
+                    if t.channel is None:
+                        raise RoutingError(
+                            f"cannot route to {t.path!r}: it is a producer, which takes no "
+                            f"input; route to a processor instead")
                     raise RoutingError(
                         f"cannot route to {t.path!r}: stage already finished (declare it in "
                         f"routes=[...] of {self.st.path!r}, or make it dynamic=True, so it "
