@@ -85,7 +85,7 @@ class MinigunMagics(Magics):
             run_kwargs["display"] = spec.display
         # Everything that can be wrong with the definition is found before NAME is rebound:
         # a failed cell leaves the previous pipeline (or none) bound, never a half-built one.
-        pipe.graph  # noqa: B018 - resolves names and edges; raises the DefinitionError
+        pipe.graph()  # resolves names and edges: raises the DefinitionError now
         ns[spec.name] = pipe
         ns.pop(spec.result_name, None)  # the previous run's result belongs to the old pipeline
         if spec.no_run:
