@@ -59,11 +59,12 @@ pipe.batch(250, frame=True)  # dict rows -> DataFrames of 250 modules
 
 def main() -> None:
     print(f"Pipeline {pipe.name!r}: {' -> '.join(s.name for s in pipe.stages)}")
-    result = pipe.run(display="none")
+    # display="auto": progress bars per stage in a terminal, text status lines when piped
+    # (both end with the summary table), the live dashboard in a notebook
+    result = pipe.run()
     frame = result.to_frame().sort_values("lines", ascending=False)
     print(f"\n{len(frame)} modules measured in {result.elapsed_s:.2f} s; the 10 largest:\n")
     print(frame.head(10).to_string(index=False))
-    print("\n" + result.summary())
     if not result.errors.empty:  # files the parser rejects (Python 2 test data) are error rows
         print("\nerror table (result.errors):")
         print(result.errors[["stage", "exc_type", "message"]].to_string(max_colwidth=70))

@@ -43,6 +43,8 @@ class RunHandle:
         self._peeks: dict[str, tuple[float, int, str]] = {}
         #: ``peek=False`` on run()/start(): displays show no repr of the outputs
         self.peek_enabled = True
+        #: True for ``run()``: the caller's thread (a notebook cell) blocks until the end
+        self.blocking = False
 
     # -- following the run (displays) -----------------------------------------------------
 
@@ -143,7 +145,9 @@ class RunHandle:
         value = last[path]
         now = _now()
         cached = self._peeks.get(path)
-        if cached is not None and (now - cached[0] < every or cached[1] == id(value)):
+        if cached is not None and cached[1] == id(value):
+            return cached[2]
+        if cached is not None and now - cached[0] < every and not self.done:
             return cached[2]
         text = short_repr(value, limit)
         self._peeks[path] = (now, id(value), text)
@@ -300,7 +304,7 @@ def start(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = (),
 
 
 def _start(pipe: Pipeline, items: Any, observers: Iterable[Any], displays: Iterable[Any] = (),
-           peek: bool = True) -> tuple[RunHandle, bool]:
+           peek: bool = True, blocking: bool = False) -> tuple[RunHandle, bool]:
     graph = resolve(pipe)
     if graph.entries and items is None:
         names = ", ".join(repr(p) for p in graph.entries)
@@ -324,6 +328,7 @@ def _start(pipe: Pipeline, items: Any, observers: Iterable[Any], displays: Itera
     run = Run(pipe, graph, items, observers)
     handle = RunHandle(run)
     handle.peek_enabled = bool(peek)
+    handle.blocking = blocking
     LIVE_HANDLES.add(handle)
     for _pp, hook in graph.hooks.get("before_run", ()):
         hook()
@@ -358,7 +363,7 @@ def run(pipe: Pipeline, items: Any = None, observers: Iterable[Any] = (),
     Returns once the displays have shown the end too (at most 10 s more), so the cell's
     output is final when the cell ends.
     """
-    handle, interrupted = _start(pipe, items, observers, displays, peek)
+    handle, interrupted = _start(pipe, items, observers, displays, peek, blocking=True)
     try:
         return _run_to_end(handle, interrupted)
     finally:

@@ -1,0 +1,144 @@
+"""Snapshots to the live widget's synced traits (SPEC §13; the shapes are in docs/displays.md).
+
+Pure functions from a :class:`~minigun_nb.observe.RunSnapshot` (and the run's error records)
+to JSON values: no widget library is imported here, so the serializer is tested kernel-free
+and writes the fixture that the front end's JS tests read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ..observe.snapshot import STATS_COLUMNS
+
+__all__ = [
+    "ERRORS_SHOWN",
+    "MESSAGE_LIMIT",
+    "REPR_LIMIT",
+    "TRACEBACKS_KEPT",
+    "errors_trait",
+    "items_left",
+    "run_trait",
+    "stage_stats_json",
+    "stats_trait",
+]
+
+#: at most this many error rows go to the page, the most recent ones
+ERRORS_SHOWN = 200
+#: tracebacks are kept for the last rows and the first row of each (stage, exc_type)
+TRACEBACKS_KEPT = 20
+MESSAGE_LIMIT = 300
+REPR_LIMIT = 200
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def _cut(text: Any, limit: int) -> Any:
+    if isinstance(text, str) and len(text) > limit:
+        return text[: limit - 1] + "…"
+    return text
+
+
+def stage_stats_json(stage: Any) -> dict[str, Any]:
+    """One stage's ``result.stats`` columns as JSON values, plus ``oldest_s`` and ``stalled``.
+
+    NaN and infinities become None, datetimes ISO 8601 strings.
+
+    Examples
+    --------
+    >>> import minigun_nb as mg
+    >>> result = mg.Pipeline([mg.processor(abs, name="abs")]).run(items=[-1], display="none")
+    >>> row = stage_stats_json(result.snapshot.stage("abs"))
+    >>> row["done"], row["p50_ms"] is None or row["p50_ms"] >= 0, row["stalled"]
+    (1, True, False)
+    """
+    row = {column: _json_value(getattr(stage, column)) for column in STATS_COLUMNS}
+    row["oldest_s"] = _json_value(stage.oldest_s)
+    row["stalled"] = bool(stage.stalled)
+    return row
+
+
+def stats_trait(snapshot: Any, peek: Callable[[str], str | None] | None = None,
+                active: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """The ``stats`` trait: stage path → columns, ``oldest_s``, ``stalled``, ``peek``, ``active``."""
+    active = set(active)
+    out: dict[str, dict[str, Any]] = {}
+    for stage in snapshot.stages:
+        row = stage_stats_json(stage)
+        row["peek"] = None if peek is None else peek(stage.path)
+        row["active"] = stage.path in active
+        out[stage.path] = row
+    return out
+
+
+def items_left(snapshot: Any) -> int:
+    """Items still queued or in flight in the run's non-producer stages (what a drain waits for)."""
+    return sum(s.queue_depth + s.in_flight for s in snapshot.stages if not s.is_producer)
+
+
+def run_trait(snapshot: Any, *, status: str | None = None, errors_total: int = 0,
+              notice: str | None = None) -> dict[str, Any]:
+    """The ``run`` trait. ``status`` overrides the snapshot's (``"stopping"`` after a Stop)."""
+    status = status or snapshot.status
+    if status == "pending":
+        status = "running"
+    totals = snapshot.totals.to_dict()
+    return {
+        "run_id": snapshot.run_id,
+        "pipeline": snapshot.pipeline,
+        "status": status,
+        "elapsed_s": _json_value(round(snapshot.elapsed_s, 3)),
+        "bottleneck": snapshot.bottleneck,
+        "hint": snapshot.hint,
+        "errors_total": int(errors_total),
+        "totals": totals,
+        "total": snapshot.total,
+        "left": items_left(snapshot) if status == "stopping" else None,
+        "notice": notice,
+    }
+
+
+def errors_trait(records: Sequence[Any], short_repr: Callable[[Any], str]) -> list[dict[str, Any]]:
+    """The ``errors`` trait from the run's error records (oldest first, ``id`` = row index).
+
+    ``records`` are the run's :class:`ErrorRecord` objects (``stage``, ``item``,
+    ``exc_type``, ``message``, ``traceback``, ``attempts``, ``worker``, ``time``); only the
+    last :data:`ERRORS_SHOWN` are sent. Tracebacks are sent for the last
+    :data:`TRACEBACKS_KEPT` rows and for the first row of each (stage, exc_type).
+    """
+    first_of_kind: set[int] = set()
+    seen: set[tuple[str, str]] = set()
+    for index, rec in enumerate(records):
+        key = (rec.stage, rec.exc_type)
+        if key not in seen:
+            seen.add(key)
+            first_of_kind.add(index)
+    start = max(0, len(records) - ERRORS_SHOWN)
+    keep_tb_from = len(records) - TRACEBACKS_KEPT
+    rows: list[dict[str, Any]] = []
+    for index in range(start, len(records)):
+        rec = records[index]
+        keep_tb = index >= keep_tb_from or index in first_of_kind
+        when = rec.time
+        rows.append({
+            "id": index,
+            "stage": rec.stage,
+            "item_repr": _cut(short_repr(rec.item), REPR_LIMIT),
+            "exc_type": rec.exc_type,
+            "message": _cut(str(rec.message), MESSAGE_LIMIT),
+            "traceback": rec.traceback if keep_tb else None,
+            "attempts": int(rec.attempts),
+            "worker": None if rec.worker is None else str(rec.worker),
+            "time": _dt.datetime.fromtimestamp(when, tz=_dt.timezone.utc).isoformat()
+            if isinstance(when, (int, float)) else _json_value(when),
+        })
+    return rows
