@@ -1,0 +1,287 @@
+"""The live dashboard in a real JupyterLab and Chromium (issue 10, items 4 and 8).
+
+What a person does: run a cell of a ~5 s pipeline, watch the DAG count up, press Stop while
+the cell blocks in ``pipe.run()``, see the static dashboard replace the widget, save, and
+find the dashboard still there after a reload with the kernel gone. A hostile error message
+must not run as HTML, and the page must log no errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from .conftest import PAGE_TIMEOUT_MS, SCREENSHOTS, Lab, Watched
+
+pytestmark = pytest.mark.slow
+
+XSS = "<img src=x onerror=alert(1)>"
+PROMPT_DONE = re.compile(r"^\s*\[\d+\]:\s*$")
+PROMPT_BUSY = re.compile(r"^\s*\[\*\]:\s*$")
+
+
+# --- driving JupyterLab ---------------------------------------------------------------
+
+
+def write_notebook(root: Path, name: str, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(textwrap.dedent(c).strip()) for c in cells]
+    path = root / name
+    nbformat.write(nb, path)
+    return path
+
+
+def open_notebook(watched: Watched, lab: Lab, name: str, cells: int) -> None:
+    page = watched.page
+    page.goto(lab.url(f"lab/tree/{name}?reset"), wait_until="domcontentloaded")
+    page.locator(".jp-NotebookPanel .jp-Cell").nth(cells - 1).wait_for(state="attached")
+    wait_kernel_ready(watched)
+
+
+# The toolbar's "idle" shows before JupyterLab's session is connected to the kernel, and a
+# Shift+Enter pressed then is silently dropped: ask the session itself.
+KERNEL_READY = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const ctx = w && w.sessionContext;
+  const k = ctx && ctx.session && ctx.session.kernel;
+  return !!(ctx && ctx.isReady && k && k.connectionStatus === "connected" && k.status === "idle");
+}"""
+
+
+def wait_kernel_ready(watched: Watched) -> None:
+    watched.page.wait_for_function(KERNEL_READY, timeout=PAGE_TIMEOUT_MS)
+
+
+def cell(watched: Watched, index: int) -> Any:
+    return watched.page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(index)
+
+
+def run_cell(watched: Watched, index: int) -> None:
+    """Select the cell (command mode, by its prompt) and press Shift+Enter."""
+    target = cell(watched, index)
+    target.locator(".jp-InputPrompt").click()
+    watched.page.keyboard.press("Shift+Enter")
+
+
+def wait_prompt(watched: Watched, index: int, pattern: re.Pattern[str], timeout_ms: int) -> None:
+    from playwright.sync_api import expect
+
+    expect(cell(watched, index).locator(".jp-InputPrompt")).to_have_text(
+        pattern, timeout=timeout_ms
+    )
+
+
+def output_text(watched: Watched, index: int) -> str:
+    return str(cell(watched, index).locator(".jp-OutputArea").inner_text())
+
+
+def assert_clean(watched: Watched) -> None:
+    assert watched.problems() == [], "\n".join(watched.problems())
+
+
+# --- the mechanism, with a minimal widget -------------------------------------------------
+
+PROBE_SETUP = """
+import threading
+import anywidget
+from minigun_nb.display._comm import deliver_while_busy
+
+class Probe(anywidget.AnyWidget):
+    _esm = '''
+    export default {
+      render({ model, el }) {
+        const b = document.createElement("button");
+        b.className = "probe-stop";
+        b.textContent = "Stop";
+        b.addEventListener("click", () => model.send({ type: "stop" }));
+        el.appendChild(b);
+      }
+    };
+    '''
+
+stop = threading.Event()
+probe = Probe()
+probe.on_msg(lambda w, content, buffers: content.get("type") == "stop" and stop.set())
+print("hook:", deliver_while_busy(probe))
+probe
+"""
+
+PROBE_BLOCK = """
+arrived = stop.wait(90)
+print("ARRIVED" if arrived else "BLOCKED")
+"""
+
+
+@pytest.mark.timeout(240)
+def test_a_click_reaches_a_blocking_cell(lab: Lab, watched_page: Watched) -> None:
+    """A widget's model.send() from a real page is handled while its kernel's cell blocks."""
+    write_notebook(lab.root, "probe.ipynb", PROBE_SETUP, PROBE_BLOCK)
+    open_notebook(watched_page, lab, "probe.ipynb", cells=2)
+    run_cell(watched_page, 0)
+    wait_prompt(watched_page, 0, PROMPT_DONE, PAGE_TIMEOUT_MS)
+    assert "hook: True" in output_text(watched_page, 0)
+    button = cell(watched_page, 0).locator("button.probe-stop")
+    button.wait_for(state="visible")
+    run_cell(watched_page, 1)
+    wait_prompt(watched_page, 1, PROMPT_BUSY, PAGE_TIMEOUT_MS)
+    button.click()
+    # The cell waits up to 90 s for the click; it ends with ARRIVED only if the message
+    # was handled while it blocked (else it would print BLOCKED after 90 s).
+    wait_prompt(watched_page, 1, PROMPT_DONE, 120_000)
+    assert output_text(watched_page, 1).strip() == "ARRIVED"
+    assert_clean(watched_page)
+
+
+# --- the real dashboard ----------------------------------------------------------------
+
+PIPELINE = f"""
+import time
+import minigun_nb as mg
+
+pipe = mg.Pipeline("browser_demo")
+
+@pipe.producer
+def numbers():
+    yield from range(200)
+
+@pipe.processor(workers=1)
+def slow(x):
+    time.sleep(0.025)   # 200 items: about 5 s
+    if x == 3:
+        raise ValueError({XSS!r})
+    return x
+
+@pipe.consumer
+def sink(x):
+    return None
+"""
+
+RUN = "result = pipe.run()"
+
+CHECK = """
+print("status", result.status)
+s = result.stats
+for path, row in s.iterrows():
+    if row["kind"] == "producer":
+        continue
+    ok = row["items_in"] == row["done"] + row["failed"] + row["cancelled"]
+    print("law", path, int(row["items_in"]), int(row["done"]), int(row["failed"]),
+          int(row["cancelled"]), ok)
+print("errors", len(result.errors))
+"""
+
+
+def _svg_of(img_src: str) -> str:
+    head, _, data = img_src.partition(",")
+    assert head.startswith("data:image/svg+xml"), head
+    return base64.b64decode(data).decode() if ";base64" in head else data
+
+
+@pytest.mark.timeout(300)
+def test_live_dashboard_stop_save_reload(lab: Lab, watched_page: Watched) -> None:
+    from playwright.sync_api import expect
+
+    page = watched_page.page
+    write_notebook(lab.root, "dashboard.ipynb", PIPELINE, RUN, CHECK)
+    open_notebook(watched_page, lab, "dashboard.ipynb", cells=3)
+    run_cell(watched_page, 0)
+    wait_prompt(watched_page, 0, PROMPT_DONE, PAGE_TIMEOUT_MS)
+
+    run_cell(watched_page, 1)
+    dash = cell(watched_page, 1).locator(".mg-dash")
+    dash.wait_for(state="visible")
+    # One DAG node per stage.
+    nodes = dash.locator(".mg-node[data-stage]")
+    expect(nodes).to_have_count(3)
+    stages = sorted(nodes.nth(i).get_attribute("data-stage") for i in range(3))
+    assert stages == ["browser_demo/numbers", "browser_demo/sink", "browser_demo/slow"] or [
+        s.rsplit("/", 1)[-1] for s in stages
+    ] == ["numbers", "sink", "slow"], stages
+
+    # The done count of the slow stage rises between two reads.
+    slow_node = dash.locator(".mg-node[data-stage$='slow']")
+    first = _done_count(slow_node)
+    page.wait_for_function(
+        "([el, n]) => { const m = (el.textContent || '').match(/(\\d[\\d,]*)\\s*done/);"
+        " return m && parseInt(m[1].replace(/,/g, ''), 10) > n; }",
+        arg=[slow_node.element_handle(), first],
+        timeout=PAGE_TIMEOUT_MS,
+    )
+    second = _done_count(slow_node)
+    assert second > first
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    dash.screenshot(path=str(SCREENSHOTS / "dashboard.png"))
+
+    # Stop while the cell blocks in pipe.run(): the run ends "stopped".
+    wait_prompt(watched_page, 1, PROMPT_BUSY, 1000)
+    dash.locator(".mg-stop").click()
+    wait_prompt(watched_page, 1, PROMPT_DONE, 120_000)
+
+    # The output was swapped in place for the static dashboard: a data-URI SVG image and a
+    # stats table, no live widget left.
+    out = cell(watched_page, 1).locator(".jp-OutputArea")
+    img = out.locator("img[src^='data:image/svg+xml']")
+    expect(img).to_have_count(1)
+    assert "slow" in _svg_of(str(img.get_attribute("src")))
+    expect(out.locator("table").first).to_be_visible()
+    expect(out.locator(".mg-dash")).to_have_count(0)
+    static_text = out.inner_text()
+    assert "stopped" in static_text
+    assert XSS in static_text  # the payload shows as text...
+    expect(out.locator("img[src='x']")).to_have_count(0)  # ...and never as an element
+
+    run_cell(watched_page, 2)
+    wait_prompt(watched_page, 2, PROMPT_DONE, PAGE_TIMEOUT_MS)
+    check = output_text(watched_page, 2)
+    assert "status stopped" in check, check
+    laws = [line.split() for line in check.splitlines() if line.startswith("law ")]
+    assert len(laws) == 2 and all(law[-1] == "True" for law in laws), check
+    assert "errors 1" in check, check
+    assert_clean(watched_page)
+
+    # Save, shut the kernel down, reload: the static dashboard is in the file and on the page.
+    page.keyboard.press("Control+s")
+    page.locator(".jp-NotebookPanel:not(.jp-mod-dirty)").first.wait_for(state="attached")
+    _wait_saved(lab, "dashboard.ipynb")
+    lab.delete_sessions()
+    saved = nbformat.read(lab.root / "dashboard.ipynb", as_version=4)
+    bundles = [o.get("data", {}) for o in saved.cells[1].outputs]
+    assert not any("application/vnd.jupyter.widget-view+json" in b for b in bundles), bundles
+    assert any("data:image/svg+xml" in b.get("text/html", "") for b in bundles), bundles
+    assert not saved.metadata.get("widgets", {}).get(
+        "application/vnd.jupyter.widget-state+json", {}
+    ).get("state"), "the saved notebook holds widget state for a finished run"
+
+    page.reload(wait_until="domcontentloaded")
+    out = cell(watched_page, 1).locator(".jp-OutputArea")
+    expect(out.locator("img[src^='data:image/svg+xml']")).to_have_count(1)
+    expect(out.locator("table").first).to_be_visible()
+    text = page.locator(".jp-NotebookPanel").inner_text()
+    assert "model not found" not in text and "Error displaying widget" not in text
+    assert_clean(watched_page)
+
+
+def _done_count(node: Any) -> int:
+    match = re.search(r"(\d[\d,]*)\s*done", node.text_content() or "")
+    assert match, f"no 'N done' in the node's text: {node.text_content()!r}"
+    return int(match.group(1).replace(",", ""))
+
+
+def _wait_saved(lab: Lab, name: str) -> None:
+    """The file on disk holds the executed outputs (the save went through)."""
+    import time
+
+    for _ in range(200):
+        nb = nbformat.read(lab.root / name, as_version=4)
+        if nb.cells[2].get("outputs"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name} was not saved with its outputs")
