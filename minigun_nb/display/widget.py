@@ -45,7 +45,7 @@ INTERRUPT_NOTICE = (
 
 def asset(name: str) -> Path:
     """The path of a front-end file: inside the installed package, else the repo's widgets/."""
-    packaged = Path(__file__).with_name("static") / name
+    packaged = Path(__file__).with_name("assets") / name
     if packaged.exists():
         return packaged
     return Path(__file__).resolve().parents[2] / "widgets" / name

@@ -209,3 +209,21 @@ def test_the_front_end_files_are_found_and_shipped():
     assert asset("dashboard.css").exists()
     for banned in ("innerHTML", "insertAdjacentHTML", "outerHTML"):
         assert banned not in js
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_wheel_ships_the_front_end_where_the_widget_looks(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                    str(tmp_path), str(root)], check=True, timeout=280)
+    (wheel,) = tmp_path.glob("minigun_nb-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"minigun_nb/display/assets/dashboard.js",
+            "minigun_nb/display/assets/dashboard.css"} <= names
+    assert not any("node_modules" in name for name in names)
