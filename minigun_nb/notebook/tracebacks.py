@@ -81,11 +81,13 @@ def render_traceback(exc: BaseException) -> list[str]:
     """
     chain = _chain(exc)
     saved = [(e, e.__traceback__, e.__suppress_context__) for e in chain]
+    formatter = None
     try:
         from IPython import get_ipython
 
         shell = get_ipython()
-        if shell is None:
+        formatter = getattr(shell, "InteractiveTB", None)
+        if formatter is None:
             raise LookupError("no IPython shell")
         for e in chain:
             e.__traceback__ = user_frames(e.__traceback__)
@@ -93,17 +95,18 @@ def render_traceback(exc: BaseException) -> list[str]:
             ctx = e.__context__
             if e.__cause__ is None and ctx is not None and ctx.__traceback__ is None:
                 e.__suppress_context__ = True  # raised inside the package while handling it
-        stb = shell.InteractiveTB.structured_traceback(
-            type(exc), exc, exc.__traceback__, tb_offset=0
-        )
-        return [message_line(exc), *stb]
+        stb = formatter.structured_traceback(type(exc), exc, exc.__traceback__, tb_offset=0)
     except Exception:  # noqa: BLE001 - fall back to the whole traceback rather than fail
         for e, tb, suppress in saved:
             e.__traceback__, e.__suppress_context__ = tb, suppress
-        return [message_line(exc), *traceback.format_exception(exc)]
+        stb = ["".join(traceback.format_exception(exc)).rstrip("\n")]
     finally:
         for e, tb, suppress in saved:
             e.__traceback__, e.__suppress_context__ = tb, suppress
+    # the shell joins the blocks with "\n" (Context, Verbose) or "" (Plain, Minimal: their
+    # blocks end in a newline); the message line must end its own line either way
+    joiner = getattr(formatter, "tb_join_char", "\n")
+    return [message_line(exc) + ("\n" if joiner == "" else ""), *stb]
 
 
 __all__ = ["PACKAGE_DIR", "inside_package", "message_line", "render_traceback", "user_frames"]
