@@ -154,6 +154,24 @@ function setStatusClass(e, status) {
   for (const st of STATUSES) e.classList.toggle(`mg-st-${st}`, st === status);
 }
 
+// SVG text neither wraps nor clips, and measuring it would force a layout at every refresh:
+// widths are estimated from the character count (px per character at the CSS font size), and
+// a text estimated too wide for its room is condensed to fit with textLength.
+const NAME_CHAR_PX = 7.4;
+const BACKEND_CHAR_PX = 6.0;
+const RATE_CHAR_PX = 6.4;
+const LAT_CHAR_PX = 5.6;
+
+function fitWidth(e, text, room, perChar) {
+  if (text.length * perChar > room && room > 0) {
+    setAttr(e, "textLength", room.toFixed(0));
+    setAttr(e, "lengthAdjust", "spacingAndGlyphs");
+  } else if (e.hasAttribute("textLength")) {
+    e.removeAttribute("textLength");
+    e.removeAttribute("lengthAdjust");
+  }
+}
+
 function num(v) {
   return typeof v === "number" && Number.isFinite(v) ? v : 0;
 }
@@ -367,7 +385,7 @@ export class Dashboard {
       const backend = s(d, "text", { x: w - 8, y: 15, "text-anchor": "end" }, "mg-backend");
       backend.textContent = backendText;
       // SVG text does not wrap or clip: cut the label to what fits beside backend x workers.
-      const room = Math.max(4, Math.floor((w - 22 - backendText.length * 6.2) / 7));
+      const room = Math.max(4, Math.floor((w - 26 - backendText.length * BACKEND_CHAR_PX) / NAME_CHAR_PX));
       const name = s(d, "text", { x: 10, y: 15 }, "mg-name");
       name.textContent = truncate(n.label ?? n.id, room);
       const counts = s(d, "text", { x: 10, y: 31 }, "mg-counts");
@@ -378,14 +396,12 @@ export class Dashboard {
       const failedLabel = s(d, "tspan", {}, "mg-unit");
       failedLabel.textContent = " failed";
       counts.append(done, doneLabel, failed, failedLabel);
-      const perf = s(d, "text", { x: 10, y: 46 }, "mg-perf");
-      const rate = s(d, "tspan", {}, "mg-rate");
-      const lat = s(d, "tspan", {}, "mg-lat");
-      perf.append(rate, lat);
+      const rate = s(d, "text", { x: 10, y: 46 }, "mg-rate");
+      const lat = s(d, "text", { x: w - 8, y: 46, "text-anchor": "end" }, "mg-lat");
       const qbg = s(d, "rect", { x: 10, y: hgt - 10, width: w - 20, height: 4, rx: 2 }, "mg-qbg");
       const qfill = s(d, "rect", { x: 10, y: hgt - 10, width: 0, height: 4, rx: 2 }, "mg-qfill");
       const badge = s(d, "text", { x: w / 2, y: -5, "text-anchor": "middle" }, "mg-badge");
-      gx.append(title, box, stripe, name, backend, counts, perf, qbg, qfill, badge);
+      gx.append(title, box, stripe, name, backend, counts, rate, lat, qbg, qfill, badge);
       nodeLayer.append(gx);
       this.nodes.set(n.id, { g: gx, title, label: n.label ?? n.id, done, failed, rate, lat, qbg, qfill, badge, qwidth: w - 20 });
     }
@@ -406,9 +422,12 @@ export class Dashboard {
       setText(n.failed, formatCount(num(st.failed)));
       setAttr(n.failed, "data-value", num(st.failed));
       n.g.classList.toggle("mg-has-failed", num(st.failed) > 0);
-      setText(n.rate, `${formatRate(num(st.throughput))}/s`);
-      setText(n.lat, st.p50_ms === null || st.p50_ms === undefined ? ""
-        : `  p50 ${formatMs(st.p50_ms)} \u00b7 p99 ${formatMs(st.p99_ms)} ms`);
+      const rateText = `${formatRate(num(st.throughput))}/s`;
+      setText(n.rate, rateText);
+      const latText = st.p50_ms === null || st.p50_ms === undefined ? ""
+        : `p50 ${formatMs(st.p50_ms)} \u00b7 p99 ${formatMs(st.p99_ms)} ms`;
+      setText(n.lat, latText);
+      fitWidth(n.lat, latText, n.qwidth + 2 - rateText.length * RATE_CHAR_PX - 8, LAT_CHAR_PX);
       const size = num(st.queue_size);
       const fill = size > 0 ? Math.min(1, Math.max(0, num(st.queue_depth) / size)) : 0;
       setAttr(n.qfill, "width", (fill * n.qwidth).toFixed(1));

@@ -41,7 +41,7 @@ test("one DAG node per stage, keyed by its path, with one edge and arrowhead per
   const fanout = [...el.querySelectorAll(".mg-edge")].filter((p) => p.getAttribute("data-source") === "parse");
   assert.deepEqual(fanout.map((p) => p.getAttribute("data-target")), ["inner/work", HOSTILE]);
   // The edge follows the layout's polyline.
-  assert.equal(el.querySelector(".mg-edge").getAttribute("d"), "M190 110 L270 110");
+  assert.equal(el.querySelector(".mg-edge").getAttribute("d"), "M190 96 L254 96");
 });
 
 test("each node shows its label, backend x workers, counts, rate and latency", () => {
