@@ -86,12 +86,26 @@ class MinigunMagics(Magics):
         # Everything that can be wrong with the definition is found before NAME is rebound:
         # a failed cell leaves the previous pipeline (or none) bound, never a half-built one.
         pipe.graph()  # resolves names and edges: raises the DefinitionError now
-        ns[spec.name] = pipe
-        ns.pop(spec.result_name, None)  # the previous run's result belongs to the old pipeline
         if spec.no_run:
+            _bind(ns, spec, pipe)
             return None
-        ns[spec.result_name] = pipe.run(**run_kwargs)
+        try:
+            result = pipe.run(**run_kwargs)
+        except DefinitionError:
+            raise  # found when the run starts (e.g. entry stages without items): nothing ran
+        except BaseException:
+            _bind(ns, spec, pipe)  # it ran: the pipeline is bound, the run's error shown
+            raise
+        _bind(ns, spec, pipe, result)
         return None  # the run's display shows it; an Out[] would repeat the summary
+
+
+def _bind(ns: dict[str, Any], spec: MagicLine, pipe: Pipeline, result: Any = None) -> None:
+    ns[spec.name] = pipe
+    if result is None:
+        ns.pop(spec.result_name, None)  # the previous run's result belongs to the old pipeline
+    else:
+        ns[spec.result_name] = result
 
 
 def _parse(magic: Any, line: str) -> MagicLine:

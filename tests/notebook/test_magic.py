@@ -404,6 +404,10 @@ def test_a_definition_error_fails_the_cell_with_the_definition_error_itself(shel
             def work(x):  # --tasks needs async def
                 return x
          """, mg.DefinitionError, "plain def"),
+        ("""
+            def work(x):  # no producer and no --items: found when the run starts
+                return x
+         """, mg.DefinitionError, "no items were given"),
     ]
     for i, (body, exc_type, words) in enumerate(cases):
         line = "etl --tasks 2" if i == 3 else "etl"
@@ -415,6 +419,21 @@ def test_a_definition_error_fails_the_cell_with_the_definition_error_itself(shel
         assert shown.splitlines()[0].startswith(f"{exc_type.__name__}: ")  # message first
         assert shell.user_ns["etl"] is previous  # NAME keeps its previous pipeline
         assert "etl_result" not in shell.user_ns
+
+
+def test_a_run_that_raises_binds_the_new_pipeline_and_no_stale_result(shell):
+    ok(shell, "job --display none", CHAIN)
+    result = cell(shell, "job --display none", """
+        def numbers():
+            yield 1
+
+        @mg.processor(on_error="raise")
+        def explode(x):
+            raise ValueError(f"bad {x}")
+    """)
+    assert isinstance(result.error_in_exec, mg.StageError)
+    assert [s.name for s in shell.user_ns["job"].stages] == ["numbers", "explode"]
+    assert "job_result" not in shell.user_ns  # the old result was of the old pipeline
 
 
 def test_a_definition_error_for_an_undecorated_function_names_its_line(shell):
