@@ -175,7 +175,17 @@ for path, row in s.iterrows():
     print("law", path, int(row["items_in"]), int(row["done"]), int(row["failed"]),
           int(row["cancelled"]), ok)
 print("errors", len(result.errors))
+# Nothing lost between stages either: what a stage emitted, the next one received.
+print("edges", int(s.loc["numbers", "items_out"]) == int(s.loc["slow", "items_in"]),
+      int(s.loc["slow", "items_out"]) == int(s.loc["sink", "items_in"]))
 """
+
+
+STATUS_RECORDER = """(el) => {
+  window.__mgStatuses = [el.textContent];
+  new MutationObserver(() => window.__mgStatuses.push(el.textContent))
+    .observe(el, { childList: true, characterData: true, subtree: true });
+}"""
 
 
 def _svg_of(img_src: str) -> str:
@@ -209,9 +219,8 @@ def test_live_dashboard_stop_save_reload(lab: Lab, watched_page: Watched) -> Non
     slow_node = dash.locator(".mg-node[data-stage$='slow']")
     first = _done_count(slow_node)
     page.wait_for_function(
-        "([el, n]) => { const m = (el.textContent || '').match(/(\\d[\\d,]*)\\s*done/);"
-        " return m && parseInt(m[1].replace(/,/g, ''), 10) > n; }",
-        arg=[slow_node.element_handle(), first],
+        "([el, n]) => parseInt(el.getAttribute('data-value') || '0', 10) > n",
+        arg=[slow_node.locator(".mg-done").element_handle(), first],
         timeout=PAGE_TIMEOUT_MS,
     )
     second = _done_count(slow_node)
@@ -220,10 +229,15 @@ def test_live_dashboard_stop_save_reload(lab: Lab, watched_page: Watched) -> Non
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     dash.screenshot(path=str(SCREENSHOTS / "dashboard.png"))
 
-    # Stop while the cell blocks in pipe.run(): the run ends "stopped".
+    # Stop while the cell blocks in pipe.run(). Every status the run line shows is recorded
+    # (a MutationObserver, so no polling can miss one): the widget's answer "stopping" must
+    # reach the page while the cell still blocks, and the run must end "stopped".
+    page.evaluate(STATUS_RECORDER, dash.locator(".mg-status").element_handle())
     wait_prompt(watched_page, 1, PROMPT_BUSY, 1000)
     dash.locator(".mg-stop").click()
     wait_prompt(watched_page, 1, PROMPT_DONE, 120_000)
+    seen = page.evaluate("() => window.__mgStatuses")
+    assert "stopping" in seen, seen
 
     # The output was swapped in place for the static dashboard: a data-URI SVG image and a
     # stats table, no live widget left.
@@ -245,6 +259,7 @@ def test_live_dashboard_stop_save_reload(lab: Lab, watched_page: Watched) -> Non
     laws = [line.split() for line in check.splitlines() if line.startswith("law ")]
     assert len(laws) == 2 and all(law[-1] == "True" for law in laws), check
     assert "errors 1" in check, check
+    assert "edges True True" in check, check
     assert_clean(watched_page)
 
     # Save, shut the kernel down, reload: the static dashboard is in the file and on the page.
@@ -270,9 +285,10 @@ def test_live_dashboard_stop_save_reload(lab: Lab, watched_page: Watched) -> Non
 
 
 def _done_count(node: Any) -> int:
-    match = re.search(r"(\d[\d,]*)\s*done", node.text_content() or "")
-    assert match, f"no 'N done' in the node's text: {node.text_content()!r}"
-    return int(match.group(1).replace(",", ""))
+    """A DAG node's exact done count (``.mg-done`` carries it in ``data-value``)."""
+    value = node.locator(".mg-done").get_attribute("data-value")
+    assert value is not None and value.isdigit(), f"no count in {node.inner_html()!r}"
+    return int(value)
 
 
 def _wait_saved(lab: Lab, name: str) -> None:
