@@ -405,6 +405,17 @@ def test_a_definition_error_fails_the_cell_with_the_definition_error_itself(shel
                 return x
          """, mg.DefinitionError, "plain def"),
         ("""
+            def numbers():
+                yield 1
+
+            def a(x):
+                return x
+
+            @mg.processor(to="a")
+            def b(x):
+                return x
+         """, mg.CycleError, "cycle: a -> b -> a"),
+        ("""
             def work(x):  # no producer and no --items: found when the run starts
                 return x
          """, mg.DefinitionError, "no items were given"),
