@@ -149,16 +149,24 @@ function setAttr(e, name, value) {
   if (e.getAttribute(name) !== v) e.setAttribute(name, v);
 }
 
-// classList works on SVG elements in browsers and happy-dom alike.
+function setFlag(e, name, on) {
+  if (e[name] !== on) e[name] = on;
+}
+
+// Touches the class attribute only when it changes (a refresh usually changes nothing).
+function toggleClass(e, cls, on) {
+  if (e.classList.contains(cls) !== on) e.classList.toggle(cls, on);
+}
+
 function setStatusClass(e, status) {
-  for (const st of STATUSES) e.classList.toggle(`mg-st-${st}`, st === status);
+  for (const st of STATUSES) toggleClass(e, `mg-st-${st}`, st === status);
 }
 
 // SVG text neither wraps nor clips, and measuring it would force a layout at every refresh:
 // widths are estimated from the character count (px per character at the CSS font size), and
 // a text estimated too wide for its room is condensed to fit with textLength.
 const NAME_CHAR_PX = 7.4;
-const BACKEND_CHAR_PX = 6.0;
+const BACKEND_CHAR_PX = 6.5;
 const RATE_CHAR_PX = 6.4;
 const LAT_CHAR_PX = 5.6;
 
@@ -414,26 +422,26 @@ export class Dashboard {
     for (const [path, n] of this.nodes) {
       const st = stats[path] || {};
       setStatusClass(n.g, st.status || "pending");
-      n.g.classList.toggle("mg-bottleneck", run.bottleneck === path);
-      n.g.classList.toggle("mg-stalled", !!st.stalled);
-      n.g.classList.toggle("mg-active", !!st.active);
+      toggleClass(n.g, "mg-bottleneck", run.bottleneck === path);
+      toggleClass(n.g, "mg-stalled", !!st.stalled);
+      toggleClass(n.g, "mg-active", !!st.active);
       setText(n.done, formatCount(num(st.done)));
       setAttr(n.done, "data-value", num(st.done));
       setText(n.failed, formatCount(num(st.failed)));
       setAttr(n.failed, "data-value", num(st.failed));
-      n.g.classList.toggle("mg-has-failed", num(st.failed) > 0);
+      toggleClass(n.g, "mg-has-failed", num(st.failed) > 0);
       const rateText = `${formatRate(num(st.throughput))}/s`;
       setText(n.rate, rateText);
       const latText = st.p50_ms === null || st.p50_ms === undefined ? ""
         : `p50 ${formatMs(st.p50_ms)} \u00b7 p99 ${formatMs(st.p99_ms)} ms`;
       setText(n.lat, latText);
-      fitWidth(n.lat, latText, n.qwidth + 2 - rateText.length * RATE_CHAR_PX - 8, LAT_CHAR_PX);
+      fitWidth(n.lat, latText, n.qwidth + 2 - rateText.length * RATE_CHAR_PX - 6, LAT_CHAR_PX);
       const size = num(st.queue_size);
       const fill = size > 0 ? Math.min(1, Math.max(0, num(st.queue_depth) / size)) : 0;
       setAttr(n.qfill, "width", (fill * n.qwidth).toFixed(1));
-      n.qfill.classList.toggle("mg-qfull", fill >= 0.9);
-      n.qbg.classList.toggle("mg-hidden", size <= 0);
-      n.qfill.classList.toggle("mg-hidden", size <= 0);
+      toggleClass(n.qfill, "mg-qfull", fill >= 0.9);
+      toggleClass(n.qbg, "mg-hidden", size <= 0);
+      toggleClass(n.qfill, "mg-hidden", size <= 0);
       const badges = [];
       if (run.bottleneck === path) badges.push("bottleneck");
       if (st.stalled) badges.push(`stalled ${formatDuration(num(st.oldest_s))}`);
@@ -446,8 +454,8 @@ export class Dashboard {
     }
     for (const e of this.edges) {
       const active = !!(stats[e.source] && stats[e.source].active);
-      e.path.classList.toggle("mg-active", active);
-      e.head.classList.toggle("mg-active", active);
+      toggleClass(e.path, "mg-active", active);
+      toggleClass(e.head, "mg-active", active);
     }
     this.applyStageRows();
   }
@@ -481,8 +489,8 @@ export class Dashboard {
       const peek = st.peek === null || st.peek === undefined ? "" : truncate(st.peek, PEEK_CHARS);
       setAttr(row.cells[STAGE_COLUMNS.length - 1], "title", peek);
       setStatusClass(row.cells[1], st.status || "pending");
-      row.tr.classList.toggle("mg-bottleneck", bottleneck === path);
-      row.tr.classList.toggle("mg-stalled", !!st.stalled);
+      toggleClass(row.tr, "mg-bottleneck", bottleneck === path);
+      toggleClass(row.tr, "mg-stalled", !!st.stalled);
     }
   }
 
@@ -500,26 +508,28 @@ export class Dashboard {
     const rate = runRate(this.state.graph, this.state.stats);
     setText(this.totals, `${formatCount(num(t.done))} done \u00b7 ${formatCount(num(t.failed))} failed \u00b7 ${formatRate(rate)} items/s`);
     const stopping = status === "stopping";
-    this.left.hidden = !(stopping && run.left !== null && run.left !== undefined);
+    setFlag(this.left, "hidden", !(stopping && run.left !== null && run.left !== undefined));
     setText(this.left, this.left.hidden ? "" : `${formatCount(run.left)} left`);
-    this.hint.hidden = !run.hint;
+    setFlag(this.hint, "hidden", !run.hint);
     setText(this.hint, run.hint || "");
 
-    if (status !== "running" && status !== "pending") this.cancelStopTimer();
-    if (status !== "running" && status !== "pending") this.localNotice = null;
+    if (status !== "running" && status !== "pending") {
+      this.cancelStopTimer();
+      this.localNotice = null; // the kernel answered (or the run ended): the note is moot
+    }
     const ended = ENDED.has(status);
-    this.stop.disabled = ended || this.stopSent === "cancel";
+    setFlag(this.stop, "disabled", ended || this.stopSent === "cancel");
     let label = "Stop";
     if (!ended && (stopping || this.stopSent)) label = this.stopSent === "cancel" ? "Cancelling\u2026" : "Cancel";
     setText(this.stop, label);
-    this.stop.title = label === "Cancel"
-      ? "Cancel the run: drop what is still queued" : "Stop the run: finish what is queued, take no new items";
+    setAttr(this.stop, "title", label === "Cancel"
+      ? "Cancel the run: drop what is still queued" : "Stop the run: finish what is queued, take no new items");
     this.applyNotice();
   }
 
   applyNotice() {
     const text = (this.state.run || {}).notice || this.localNotice;
-    this.notice.hidden = !text;
+    setFlag(this.notice, "hidden", !text);
     setText(this.notice, text || "");
   }
 
@@ -596,16 +606,16 @@ export class Dashboard {
     const rows = this.state.errors || [];
     const total = num((this.state.run || {}).errors_total);
     const hidden = Math.max(0, total - rows.length);
-    this.errorSection.hidden = rows.length === 0 && total === 0;
+    setFlag(this.errorSection, "hidden", rows.length === 0 && total === 0);
     setText(this.errorTitle, `Errors (${formatCount(Math.max(total, rows.length))})`);
-    this.more.hidden = hidden === 0;
+    setFlag(this.more, "hidden", hidden === 0);
     setText(this.more, hidden ? `${formatCount(hidden)} more (all of them are in result.errors)` : "");
   }
 
   renderDetail(id, row) {
     const open = this.expanded.has(id);
     setAttr(row.tr, "aria-expanded", open ? "true" : "false");
-    row.tr.classList.toggle("mg-expanded", open);
+    toggleClass(row.tr, "mg-expanded", open);
     if (!open) {
       if (row.detail) row.detail.remove();
       row.detail = null;

@@ -175,3 +175,38 @@ test("a stage table row per stage, with the stats columns", () => {
   assert.equal(cell("queue"), "896/1000");
   assert.equal(cell("p99 ms"), "48.0");
 });
+
+test("texts that would overflow a box are cut or condensed to fit it", () => {
+  const state = loadFixture();
+  state.stats.parse.p50_ms = 0.0123;
+  state.stats.parse.p99_ms = 12345.6;
+  state.stats.parse.throughput = 45678.9;
+  const { el, model } = mount(state);
+  const lat = nodeOf(el, "parse").querySelector(".mg-lat");
+  assert.equal(lat.textContent, "p50 0.012 \u00b7 p99 12.3k ms");
+  const room = Number(lat.getAttribute("textLength"));
+  assert.ok(room > 0 && room < state.graph.node_width - 20, `textLength ${room}`);
+  assert.equal(lat.getAttribute("lengthAdjust"), "spacingAndGlyphs");
+  // One that fits is left alone (and the condensing goes when it fits again).
+  const fits = structuredClone(state.stats);
+  fits.parse = { ...fits.parse, throughput: 0, p50_ms: 1, p99_ms: 2 };
+  model.set("stats", fits);
+  assert.equal(lat.textContent, "p50 1.00 \u00b7 p99 2.00 ms");
+  assert.equal(lat.getAttribute("textLength"), null);
+  assert.equal(lat.getAttribute("lengthAdjust"), null);
+  // A long name is cut with an ellipsis; the tooltip keeps the whole path.
+  const name = nodeOf(el, HOSTILE).querySelector(".mg-name").textContent;
+  assert.ok(name.length < HOSTILE.length && name.endsWith("\u2026"), name);
+  assert.ok(nodeOf(el, HOSTILE).querySelector("title").textContent.startsWith(HOSTILE));
+});
+
+test("a top-to-bottom graph is drawn from its own coordinates", () => {
+  const state = loadFixture();
+  state.graph.direction = "TB";
+  state.graph.nodes = state.graph.nodes.map((n, i) => ({ ...n, x: 105, y: 52 + i * 104 }));
+  state.graph.edges = state.graph.edges.map((e) => ({ ...e, points: [[105, 10], [105, 40]] }));
+  const { el } = mount(state);
+  const svg = el.querySelector(".mg-dag svg");
+  assert.equal(svg.getAttribute("data-direction"), "TB");
+  assert.equal(nodeOf(el, "save").getAttribute("transform"), `translate(20,${52 + 4 * 104 - 32})`);
+});

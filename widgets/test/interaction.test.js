@@ -238,3 +238,25 @@ test("empty traits (a widget before its first refresh) render without errors", (
   assert.equal(el.querySelectorAll(".mg-node").length, 0);
   assert.equal(el.querySelector(".mg-stop").disabled, false);
 });
+
+test("a refresh that changes nothing writes nothing to the DOM", async () => {
+  const { el, model, state } = mount();
+  nodeOf(el, "parse"); // rendered
+  const records = [];
+  const observer = new dom.window.MutationObserver((list) => records.push(...list));
+  observer.observe(el, { subtree: true, childList: true, attributes: true, characterData: true });
+  model.set("stats", structuredClone(state.stats));
+  model.set("run", structuredClone(state.run));
+  model.set("errors", structuredClone(state.errors));
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  records.push(...observer.takeRecords());
+  assert.deepEqual(records.map((r) => `${r.type} ${r.attributeName || ""} ${r.target.className || r.target.nodeName}`), []);
+  // ... and the check can fail: a real change is seen.
+  const stats = structuredClone(state.stats);
+  stats.save.done += 1;
+  model.set("stats", stats);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  records.push(...observer.takeRecords());
+  observer.disconnect();
+  assert.ok(records.length > 0);
+});
