@@ -106,7 +106,7 @@ class StagePool:
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
 
-    def executor(self) -> Any:
+    def executor(self, extra: dict[str, Any] | None = None) -> Any:
         """The live executor (a broken one is shut down and replaced here, never in a loky
         callback thread, which could not join itself)."""
         from loky import ProcessPoolExecutor
@@ -114,7 +114,7 @@ class StagePool:
         with self._lock:
             ex = self._ex
             if ex is not None and (ex._flags.broken is not None or ex._flags.shutdown):
-                log.debug("replacing the broken process pool of %s", self.name)
+                log.debug("replacing the broken process pool of %s", self.name, extra=extra)
                 self._ex = None
                 ex.shutdown(wait=True, kill_workers=True)
                 ex = None
@@ -126,6 +126,7 @@ class StagePool:
                     self.name,
                     self.workers,
                     self.idle,
+                    extra=extra,
                 )
             return ex
 
@@ -159,7 +160,8 @@ class StagePool:
                 self._timer.cancel()
                 self._timer = None
         if ex is not None:
-            log.debug("process pool of %s shut down", self.name)
+            log.debug("process pool of %s shut down", self.name,
+                      extra={"run_id": None, "stage": self.name})
             ex.shutdown(wait=wait, kill_workers=True)
 
 
@@ -412,6 +414,7 @@ class ProcessExecutor:
         self.address: Any = None
         self.key = os.urandom(16)
         self._tmpdir: str | None = None
+        self.extra = st.run.log_extra(st.path)  # every log record names its run and stage
 
     # -- the run's lifetime --------------------------------------------------------------------
     def open(self, job: Job) -> None:
@@ -459,6 +462,7 @@ class ProcessExecutor:
                 continue
             conn = Connection(raw.detach())
             link = _Link(self, conn, serial, pid)
+            log.debug("worker process %d connected to %s", pid, self.name, extra=self.extra)
             with self.lock:
                 self.starting = max(0, self.starting - 1)
                 if self.closed:
@@ -486,7 +490,7 @@ class ProcessExecutor:
         assert self.job is not None
         for serial in serials:
             try:
-                fut = self.pool.executor().submit(
+                fut = self.pool.executor(self.extra).submit(
                     _wire.serve, self.address, self.key, serial, self.job.token, self.blob)
             except (BrokenProcessPool, RuntimeError) as exc:
                 self._serve_ended(serial, None, exc)
@@ -522,6 +526,8 @@ class ProcessExecutor:
             if link in self.links:
                 self.links.remove(link)
             fut = self.serves.pop(link.serial, None)
+        log.debug("connection to worker process %d of %s ended", link.pid, self.name,
+                  extra=self.extra)
         self._dispatch()  # the other workers take the waiting chunks (or they fail: re-run)
         if not lost:
             return

@@ -240,13 +240,14 @@ def _supervise(handle: RunHandle, run: Run, pipe: Pipeline) -> None:
             try:
                 hook(result)
             except Exception:  # noqa: BLE001 - logged; the result stands
-                log.exception("after_run hook of %r raised", pp or run.graph.name)
+                log.exception("after_run hook of %r raised", pp or run.graph.name,
+                              extra=run.log_extra())
         collector.notify_snapshot(snapshot)
         for listener in list(RESULT_LISTENERS):
             try:
                 listener(result)
             except Exception:  # noqa: BLE001 - logged; the result stands
-                log.exception("result listener %r raised", listener)
+                log.exception("result listener %r raised", listener, extra=run.log_extra())
     finally:
         pipe._running -= 1
         handle._finished.set()

@@ -330,7 +330,8 @@ class Run:
             try:
                 hook(exc, item, path)
             except Exception:  # noqa: BLE001 - a broken hook must not break the run
-                log.exception("on_error hook of %r raised", pp or self.graph.name)
+                log.exception("on_error hook of %r raised", pp or self.graph.name,
+                              extra=self.log_extra(path))
 
     def fail_internal(self, st: StageRun, exc: BaseException) -> None:
         if self.internal is None:

@@ -134,7 +134,8 @@ class StageRun:
         try:
             loop(index)
         except BaseException as exc:  # noqa: BLE001 - an engine bug must end the run, not hang it
-            log.exception("internal error in stage %s", self.path)
+            log.exception("internal error in stage %s", self.path,
+                          extra=self.run.log_extra(self.path))
             self.run.fail_internal(self, exc)
         finally:
             with self.lock:
