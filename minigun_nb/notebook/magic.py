@@ -34,6 +34,7 @@ from .magicline import (
     MagicLineError,
     PlannedStage,
     add_arguments,
+    check_plan,
     from_namespace,
     plan_cell,
     usage_sentence,
@@ -72,9 +73,9 @@ class MinigunMagics(Magics):
         spec = _parse(self.minigun, line)
         try:
             plan = plan_cell(cell, line_offset=1)  # the %%minigun line is line 1 of the cell
+            check_plan(spec, plan)
         except MagicLineError as exc:
             raise UsageError(str(exc)) from None
-        _check_names(spec, plan)
         ns = self.shell.user_ns
         _run_cell_body(self.shell, line, cell, ns)
         pipe = _build(spec, plan, ns)
@@ -118,16 +119,6 @@ def _parse(magic: Any, line: str) -> MagicLine:
         return from_namespace(args, line)
     except MagicLineError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _check_names(spec: MagicLine, plan: list[PlannedStage]) -> None:
-    for stage in plan:
-        if stage.name in (spec.name, spec.result_name):
-            raise UsageError(
-                f"%%minigun {spec.name}: the function {stage.name} (line {stage.lineno}) has "
-                f"the name the cell binds {'the pipeline' if stage.name == spec.name else 'its result'} "
-                f"to; rename the function or the pipeline."
-            )
 
 
 def _run_cell_body(shell: Any, line: str, cell: str, ns: dict[str, Any]) -> None:

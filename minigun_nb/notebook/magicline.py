@@ -352,6 +352,31 @@ def plan_cell(source: str, *, line_offset: int = 0) -> list[PlannedStage]:
     return plan
 
 
+def check_plan(line: MagicLine, plan: list[PlannedStage]) -> None:
+    """Check that the line and the cell's stages fit together.
+
+    Raises
+    ------
+    MagicLineError
+        A function named like ``NAME`` or ``NAME_result`` (the bindings would overwrite it), or
+        ``--batch`` when the last function is a producer (nothing would receive the batches).
+    """
+    for stage in plan:
+        if stage.name in (line.name, line.result_name):
+            what = "the pipeline" if stage.name == line.name else "its result"
+            raise MagicLineError(
+                f"%%minigun {line.name}: the function {stage.name} (line {stage.lineno}) has "
+                f"the name the cell binds {what} to; rename the function or the pipeline."
+            )
+    last = plan[-1]
+    if line.batch is not None and last.kind == "producer":
+        raise MagicLineError(
+            f"%%minigun {line.name}: --batch {line.batch} puts a batch before the last stage, "
+            f"but the last function, {last.name} (line {last.lineno}), is a producer (it takes "
+            f"no item); add a function after it that receives the batches, or drop --batch."
+        )
+
+
 __all__ = [
     "BACKEND_OPTIONS",
     "DISPLAY_MODES",
@@ -360,6 +385,7 @@ __all__ = [
     "MagicLineError",
     "PlannedStage",
     "add_arguments",
+    "check_plan",
     "from_namespace",
     "parse_line",
     "plan_cell",

@@ -340,6 +340,9 @@ BAD = [
     ("", "def numbers():\n    yield 1\ndef work(x:\n    return x\n",
      ["syntax error at line 4", "def work(x:", "fix that line"]),
     ("", "def target():\n    yield 1\n", ["the function target", "rename"]),
+    ("", "def target_result(x):\n    return x\n", ["the function target_result", "its result"]),
+    ("--batch 3", "def gen():\n    yield 1\n", ["--batch 3", "gen (line 2), is a producer",
+                                                 "drop --batch"]),
 ]
 
 
