@@ -15,6 +15,7 @@ Nothing here imports IPython at import time; only IPython calls :func:`render_tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 import types
@@ -30,12 +31,23 @@ def inside_package(filename: str) -> bool:
 
 
 def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """A copy of the traceback chain ``tb`` without the frames inside the package."""
-    kept: list[tuple[types.FrameType, int, int]] = []
+    """A copy of the traceback chain ``tb`` without the frames inside the package.
+
+    A ``contextlib`` frame that only leads into the package (``with pipe.pipeline(...)``
+    enters through it) is left out too; one leading into the user's own context manager stays.
+    """
+    entries: list[types.TracebackType] = []
     while tb is not None:
-        if not inside_package(tb.tb_frame.f_code.co_filename):
-            kept.append((tb.tb_frame, tb.tb_lasti, tb.tb_lineno))
+        entries.append(tb)
         tb = tb.tb_next
+    files = [e.tb_frame.f_code.co_filename for e in entries]
+    kept: list[tuple[types.FrameType, int, int]] = []
+    for i, entry in enumerate(entries):
+        if inside_package(files[i]):
+            continue
+        if files[i] == contextlib.__file__ and i + 1 < len(files) and inside_package(files[i + 1]):
+            continue
+        kept.append((entry.tb_frame, entry.tb_lasti, entry.tb_lineno))
     new: types.TracebackType | None = None
     for frame, lasti, lineno in reversed(kept):
         new = types.TracebackType(new, frame, lasti, lineno)

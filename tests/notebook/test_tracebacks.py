@@ -47,6 +47,7 @@ def assert_clean(exc, out, exc_type):
     assert f"{type(exc).__name__}: {exc}" in lines[-1]  # and where IPython always puts it
     assert PACKAGE_DIR not in out
     assert "minigun_nb" + os.sep not in out
+    assert "contextlib.py" not in out  # `with pipe.pipeline(...)` enters through contextlib
     assert "Cell In[" in out  # the user's own line is shown
 
 
@@ -72,6 +73,10 @@ CASES = {
         def b(x):
             return x
     """, mg.CycleError, "cycle: a -> b -> a", '@pipe.processor(to="a")'),
+    "nested pipeline option": ("""
+        with pipe.pipeline("inner", bogus=1):
+            pass
+    """, mg.DefinitionError, "unknown option 'bogus'", 'with pipe.pipeline("inner", bogus=1):'),
     "unknown to= at run": ("""
         @pipe.producer
         def gen():
