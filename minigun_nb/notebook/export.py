@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .magicline import MagicLineError, parse_line, plan_cell
+from .magicline import MagicLineError, check_plan, parse_line, plan_cell
 from .params import ParameterError, Parameters, find_parameters
 
 __all__ = ["ExportError", "Exported", "convert", "export_notebook", "read_notebook"]
@@ -43,6 +43,8 @@ INDENT = "    "
 IPYTHON_ONLY = "IPython-only, not run in the script"
 #: cell magics whose body is plain Python run once: the magic line goes, the code stays
 _TRANSPARENT_CELL_MAGICS = ("time", "capture")
+#: the stage kinds that take the line's backend and workers (as in the magic)
+_LINE_BACKEND_KINDS = ("processor", "consumer")
 _MAGIC_LINE = re.compile(r"^\s*(?:[%!]|[\w.\[\], ]+=\s*[%!])")
 
 _DISPLAY_FALLBACK = '''\
@@ -354,7 +356,8 @@ def _minigun_cell(code: str, where: str) -> str:
     line = first.strip()[len("%%minigun"):]
     try:
         ml = parse_line(line)
-        plan = plan_cell(body)
+        plan = plan_cell(body, line_offset=1)  # the %%minigun line is the cell's line 1
+        check_plan(ml, plan)
     except MagicLineError as exc:
         raise ExportError(f"{where}: {exc}") from None
     body = _comment_magics(body)
@@ -368,17 +371,16 @@ def _minigun_cell(code: str, where: str) -> str:
     for st in plan:
         node = nodes[st.name]
         start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
-        opts = ""
-        if ml.backend is not None and st.kind != "producer":
-            opts = f'(backend="{ml.backend}", workers={ml.workers})'
-        if not st.decorated:
-            extra = [f"{name}.batch({ml.batch})"] if ml.batch and st.name == last else []
-            before.setdefault(start, []).extend([*extra, f"@{name}.{st.kind}{opts}"])
-            continue
-        if ml.backend is not None and st.kind != "producer":
-            _add_line_options(lines, node, ml.backend, ml.workers)
-        end = node.end_lineno or node.lineno
         extra = [f"{name}.batch({ml.batch})"] if ml.batch and st.name == last else []
+        line_opts = _line_options(ml, st, where)
+        if not st.decorated:
+            opts = ", ".join(f"{k}={json.dumps(v)}" for k, v in line_opts.items())
+            before.setdefault(start, []).extend(
+                [*extra, f"@{name}.{st.kind}" + (f"({opts})" if opts else "")])
+            continue
+        if line_opts:
+            _add_line_options(lines, node, line_opts, ml, st, where)
+        end = node.end_lineno or node.lineno
         before.setdefault(end, []).extend([*extra, f"{name}.add({st.name})"])
     out: list[str] = [
         f"# {first.strip()}  (the cell magic, written with the API)",
@@ -397,18 +399,43 @@ def _minigun_cell(code: str, where: str) -> str:
     return "\n".join(out)
 
 
-def _add_line_options(lines: list[str], node: ast.AST, backend: str, workers: int | None
-                      ) -> None:
-    """Give a ``@mg.processor(...)`` decorator the line's backend and workers, unless it names
-    them itself (its own options win)."""
+def _line_options(ml: Any, st: Any, where: str) -> dict[str, Any]:
+    """The backend and workers the line gives a stage (the magic's rule): processors and
+    consumers only; an ``async def`` runs on the event loop whatever the backend."""
+    if ml.backend is None or st.kind not in _LINE_BACKEND_KINDS:
+        return {}
+    backend = "async" if st.is_async else ml.backend
+    if backend == "async" and not st.is_async and not st.decorated:
+        raise ExportError(
+            f"{where}: %%minigun {ml.name}: --tasks runs every stage after the producers on "
+            f"the event loop, but {st.name} is a plain def; make it `async def "
+            f"{st.name}(item)`, or decorate it with @mg.processor(backend='thread')."
+        )
+    return {"backend": backend, "workers": ml.workers}
+
+
+def _add_line_options(lines: list[str], node: ast.AST, line_opts: dict[str, Any], ml: Any,
+                      st: Any, where: str) -> None:
+    """Give a ``@mg.processor(...)`` decorator the line's backend and workers where it does
+    not name them (its own options win; one that chose another backend keeps its workers)."""
     from .magicline import _decorator_kind
 
-    deco = next(d for d in node.decorator_list if _decorator_kind(d) is not None)  # type: ignore[attr-defined]
-    given = {k.arg for k in deco.keywords} if isinstance(deco, ast.Call) else set()
-    add = [f"{k}={json.dumps(v)}" for k, v in (("backend", backend), ("workers", workers))
-           if k not in given and v is not None]
+    deco = next(d for d in node.decorator_list  # type: ignore[attr-defined]
+                if _decorator_kind(d) is not None)
+    own = {k.arg: k.value for k in deco.keywords if k.arg} if isinstance(deco, ast.Call) else {}
+    if "backend" in own:
+        given = own["backend"]
+        if not isinstance(given, ast.Constant) or given.value != line_opts["backend"]:
+            return  # another backend (or one we cannot read): the decorator's own choice
+    add = [f"{k}={json.dumps(v)}" for k, v in line_opts.items() if k not in own and v is not None]
     if not add:
         return
+    if line_opts["backend"] == "async" and not st.is_async:
+        raise ExportError(
+            f"{where}: %%minigun {ml.name}: --tasks runs every stage after the producers on the "
+            f"event loop, but {st.name} is a plain def; make it an async def, or give its "
+            f"decorator backend='thread'."
+        )
     row = (deco.end_lineno or deco.lineno) - 1
     raw = lines[row].encode("utf-8")
     col = len(raw[: deco.end_col_offset].decode("utf-8"))  # ast columns count UTF-8 bytes
