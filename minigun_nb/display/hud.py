@@ -213,8 +213,8 @@ class HudDisplay:
     def on_snapshot(self, snapshot: Any) -> None:
         """Draw ``snapshot`` (at most 10 times a second; not while frozen)."""
         self._latest = snapshot
-        if not self.active:
-            return
+        if not self.active or self.frozen:
+            return  # frozen: kept, drawn when space resumes
         self._pending = True
         try:
             self._maybe_draw()
@@ -430,10 +430,8 @@ class HudDisplay:
         self._live = None
         self._closing.set()
         self._restore_tty()
-        console = self._console
-        out = getattr(console, "file", None)
+        out = getattr(self._console, "file", None)  # the terminal the HUD drew on
         try:
-            out = next((s.real for n, s in self._held if n == "stdout"), out)
             if out is not None:
                 out.write("\x1b[?25h\x1b[?1049l")  # show the cursor, leave the alternate screen
                 out.flush()
