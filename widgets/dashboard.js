@@ -22,6 +22,7 @@
 //   .mg-hint                 run.hint
 //   .mg-dag > svg            the DAG; one g.mg-node[data-stage=<path>] per stage, holding
 //     .mg-name .mg-backend .mg-done .mg-failed .mg-rate .mg-lat .mg-qfill .mg-badge
+//                            (.mg-done: items done; for a producer, items emitted)
 //                            (.mg-done / .mg-failed carry data-value = the exact count)
 //                            node classes: mg-st-<status>, mg-bottleneck, mg-stalled, mg-active
 //     path.mg-edge[data-source][data-target] (+ mg-active when its source emitted lately)
@@ -29,8 +30,8 @@
 //   .mg-error-table          tr.mg-error-row[data-id] per error row; when expanded, the next
 //                            row holds pre.mg-traceback; .mg-more says how many are not shown
 //
-// Exports: default {render} (anywidget), Dashboard, renderDashboard, and the formatters
-// formatCount, formatRate, formatMs, formatDuration, formatElapsed, truncate.
+// Exports: default {render} (anywidget), Dashboard, renderDashboard, pipelineCounts, and the
+// formatters formatCount, formatRate, formatMs, formatDuration, formatElapsed, truncate.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const TRAITS = ["graph", "stats", "run", "errors"];
@@ -184,14 +185,21 @@ function num(v) {
   return typeof v === "number" && Number.isFinite(v) ? v : 0;
 }
 
-// The run's items/s: what leaves the pipeline, i.e. the summed rate of its sink stages
-// (stages with no out-edge); summing every stage would count an item once per stage.
-function runRate(graph, stats) {
-  const paths = Object.keys(stats || {});
-  if (!paths.length) return 0;
+/**
+ * (done, failed, items/s) of the run as a whole, as minigun_nb.display.text counts them:
+ * done and items/s of its terminal stages (no out-edge; producers aside), failed over all.
+ */
+export function pipelineCounts(graph, stats) {
+  const rows = Object.entries(stats || {});
   const sources = new Set(((graph && graph.edges) || []).map((e) => e.source));
-  const sinks = paths.filter((p) => !sources.has(p));
-  return (sinks.length ? sinks : paths).reduce((acc, p) => acc + num(stats[p].throughput), 0);
+  const producer = ([, st]) => st.kind === "producer";
+  let terminal = rows.filter((r) => !sources.has(r[0]) && !producer(r));
+  if (!terminal.length) terminal = rows.filter((r) => !producer(r));
+  if (!terminal.length) terminal = rows;
+  const done = terminal.reduce((n, r) => n + num(producer(r) ? r[1].items_out : r[1].done), 0);
+  const failed = rows.reduce((n, [, st]) => n + num(st.failed), 0);
+  const rate = terminal.reduce((n, [, st]) => n + num(st.throughput), 0);
+  return { done, failed, rate };
 }
 
 const STAGE_COLUMNS = [
@@ -399,8 +407,10 @@ export class Dashboard {
       const counts = s(d, "text", { x: 10, y: 31 }, "mg-counts");
       const done = s(d, "tspan", {}, "mg-done");
       const failed = s(d, "tspan", {}, "mg-failed");
+      // A producer takes no input: what it has done is what it emitted.
+      const producer = n.kind === "producer";
       const doneLabel = s(d, "tspan", {}, "mg-unit");
-      doneLabel.textContent = " done \u00b7 ";
+      doneLabel.textContent = producer ? " emitted \u00b7 " : " done \u00b7 ";
       const failedLabel = s(d, "tspan", {}, "mg-unit");
       failedLabel.textContent = " failed";
       counts.append(done, doneLabel, failed, failedLabel);
@@ -411,7 +421,7 @@ export class Dashboard {
       const badge = s(d, "text", { x: w / 2, y: -5, "text-anchor": "middle" }, "mg-badge");
       gx.append(title, box, stripe, name, backend, counts, rate, lat, qbg, qfill, badge);
       nodeLayer.append(gx);
-      this.nodes.set(n.id, { g: gx, title, label: n.label ?? n.id, done, failed, rate, lat, qbg, qfill, badge, qwidth: w - 20 });
+      this.nodes.set(n.id, { g: gx, title, producer, done, failed, rate, lat, qbg, qfill, badge, qwidth: w - 20 });
     }
     this.svg.append(edgeLayer, nodeLayer);
   }
@@ -425,8 +435,9 @@ export class Dashboard {
       toggleClass(n.g, "mg-bottleneck", run.bottleneck === path);
       toggleClass(n.g, "mg-stalled", !!st.stalled);
       toggleClass(n.g, "mg-active", !!st.active);
-      setText(n.done, formatCount(num(st.done)));
-      setAttr(n.done, "data-value", num(st.done));
+      const count = n.producer ? num(st.items_out) : num(st.done);
+      setText(n.done, formatCount(count));
+      setAttr(n.done, "data-value", count);
       setText(n.failed, formatCount(num(st.failed)));
       setAttr(n.failed, "data-value", num(st.failed));
       toggleClass(n.g, "mg-has-failed", num(st.failed) > 0);
@@ -436,7 +447,7 @@ export class Dashboard {
         : `p50 ${formatMs(st.p50_ms)} \u00b7 p99 ${formatMs(st.p99_ms)} ms`;
       setText(n.lat, latText);
       fitWidth(n.lat, latText, n.qwidth + 2 - rateText.length * RATE_CHAR_PX - 6, LAT_CHAR_PX);
-      const size = num(st.queue_size);
+      const size = n.producer ? 0 : num(st.queue_size); // no input queue to fill
       const fill = size > 0 ? Math.min(1, Math.max(0, num(st.queue_depth) / size)) : 0;
       setAttr(n.qfill, "width", (fill * n.qwidth).toFixed(1));
       toggleClass(n.qfill, "mg-qfull", fill >= 0.9);
@@ -446,8 +457,8 @@ export class Dashboard {
       if (run.bottleneck === path) badges.push("bottleneck");
       if (st.stalled) badges.push(`stalled ${formatDuration(num(st.oldest_s))}`);
       setText(n.badge, badges.join(" \u00b7 "));
-      const tip = [path, `${st.status || "pending"}: ${formatCount(num(st.done))} done, ` +
-        `${formatCount(num(st.failed))} failed, queue ${num(st.queue_depth)}/${size}`];
+      const tip = [path, `${st.status || "pending"}: ${formatCount(count)} ${n.producer ? "emitted" : "done"}, ` +
+        `${formatCount(num(st.failed))} failed` + (size ? `, queue ${num(st.queue_depth)}/${size}` : "")];
       if (st.oldest_s !== null && st.oldest_s !== undefined) tip.push(`oldest item in flight: ${formatDuration(st.oldest_s)}`);
       if (st.peek !== null && st.peek !== undefined) tip.push(`last output: ${truncate(st.peek, PEEK_CHARS)}`);
       setText(n.title, tip.join("\n"));
@@ -504,9 +515,8 @@ export class Dashboard {
     setText(this.status, status);
     setStatusClass(this.status, status);
     setText(this.elapsed, formatElapsed(run.elapsed_s));
-    const t = run.totals || {};
-    const rate = runRate(this.state.graph, this.state.stats);
-    setText(this.totals, `${formatCount(num(t.done))} done \u00b7 ${formatCount(num(t.failed))} failed \u00b7 ${formatRate(rate)} items/s`);
+    const c = pipelineCounts(this.state.graph, this.state.stats);
+    setText(this.totals, `${formatCount(c.done)} done \u00b7 ${formatCount(c.failed)} failed \u00b7 ${formatRate(c.rate)} items/s`);
     const stopping = status === "stopping";
     setFlag(this.left, "hidden", !(stopping && run.left !== null && run.left !== undefined));
     setText(this.left, this.left.hidden ? "" : `${formatCount(run.left)} left`);

@@ -61,6 +61,8 @@ test("each node shows its label, backend x workers, counts, rate and latency", (
   assert.ok(hostile.classList.contains("mg-has-failed"));
   // A producer has no latency yet and no input queue: no numbers made up for it.
   const gen = nodeOf(el, "gen");
+  assert.equal(gen.querySelector(".mg-done").getAttribute("data-value"), "5000");
+  assert.match(gen.querySelector(".mg-counts").textContent, /^5000 emitted/);
   assert.equal(gen.querySelector(".mg-lat").textContent, "");
   assert.ok(gen.querySelector(".mg-qfill").classList.contains("mg-hidden"));
   assert.ok(gen.classList.contains("mg-st-done"));
@@ -131,8 +133,8 @@ test("the run line shows status, elapsed mm:ss, totals, items/s and the hint", (
   assert.equal(el.querySelector(".mg-status").textContent, "running");
   assert.equal(el.getAttribute("data-status"), "running");
   assert.equal(el.querySelector(".mg-elapsed").textContent, "01:23");
-  // items/s is what leaves the pipeline: the rate of its one sink, `save`.
-  assert.equal(el.querySelector(".mg-totals").textContent, "20.0k done \u00b7 57 failed \u00b7 65.3 items/s");
+  // done and items/s are those of what leaves the pipeline: its one terminal stage, `save`.
+  assert.equal(el.querySelector(".mg-totals").textContent, "5448 done \u00b7 57 failed \u00b7 65.3 items/s");
   assert.equal(el.querySelector(".mg-pipeline").textContent, "etl");
   assert.equal(el.querySelector(".mg-hint").textContent, state.run.hint);
   assert.ok(el.querySelector(".mg-left").hidden);

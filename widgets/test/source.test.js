@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
 import {
-  formatCount, formatDuration, formatElapsed, formatMs, formatRate, truncate,
+  formatCount, formatDuration, formatElapsed, formatMs, formatRate, pipelineCounts, truncate,
 } from "../dashboard.js";
 import { loadFixture, HOSTILE } from "./helpers.js";
 
@@ -109,4 +109,20 @@ test("the formatters agree with minigun_nb.observe.summary", () => {
   assert.equal(truncate("abcdef", 4), "abc\u2026");
   assert.equal(truncate("abc", 4), "abc");
   assert.equal(truncate(null, 4), "");
+});
+
+test("the run's counts are those of minigun_nb.display.text.pipeline_counts", () => {
+  const { graph, stats } = loadFixture();
+  assert.deepEqual(pipelineCounts(graph, stats), { done: 5448, failed: 57, rate: 65.3 });
+  // Every stage has a downstream (a cycle): the non-producers count.
+  const loop = { edges: [{ source: "a", target: "b" }, { source: "b", target: "a" }, { source: "p", target: "a" }] };
+  const two = {
+    p: { kind: "producer", items_out: 9, done: 0, failed: 0, throughput: 5 },
+    a: { kind: "processor", done: 3, failed: 1, throughput: 1 },
+    b: { kind: "processor", done: 2, failed: 0, throughput: 2 },
+  };
+  assert.deepEqual(pipelineCounts(loop, two), { done: 5, failed: 1, rate: 3 });
+  // A lone producer counts what it emitted.
+  assert.deepEqual(pipelineCounts({ edges: [] }, { p: two.p }), { done: 9, failed: 0, rate: 5 });
+  assert.deepEqual(pipelineCounts(null, {}), { done: 0, failed: 0, rate: 0 });
 });
