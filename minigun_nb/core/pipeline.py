@@ -912,6 +912,25 @@ class Pipeline:
 
         return to_dot(self.graph())
 
+    def to_svg(self) -> str:
+        """The DAG as a standalone SVG string (presentation attributes only, text escaped).
+
+        The same layout the live dashboard and ``result.to_html()`` draw.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> pipe = mg.Pipeline([mg.producer(lambda: [1], name="gen"),
+        ...                     mg.processor(lambda x: x, name="f")])
+        >>> pipe.to_svg().startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+        True
+        """
+        from ..display.layout import graph_trait
+        from ..display.svg import render_svg
+
+        graph = self.graph()
+        return render_svg(graph_trait(graph), title=f"Pipeline {graph.name!r}")
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         from ..display.diagram import mimebundle
 

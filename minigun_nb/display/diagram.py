@@ -145,16 +145,34 @@ def to_text(graph: Graph) -> str:
     return "\n".join(lines)
 
 
+def describe(graph: Graph) -> str:
+    """A one-sentence description of the DAG, for an image's ``alt`` text."""
+    paths = list(graph.stages)
+    shown = ", ".join(paths[:12]) + (f" and {len(paths) - 12} more" if len(paths) > 12 else "")
+    n, m = len(paths), len(graph.edges)
+    return (f"Diagram of pipeline {graph.name!r}: {n} stage{'s' if n != 1 else ''} ({shown}), "
+            f"{m} edge{'s' if m != 1 else ''}")
+
+
 def mimebundle(pipe: Any) -> dict[str, str]:
-    """Notebook repr of a pipeline: mermaid for JupyterLab's markdown, text as the fallback."""
+    """Notebook repr of a pipeline: its SVG diagram as a data-URI ``<img>``, text as fallback.
+
+    An ``<img>`` rather than inline ``<svg>``: JupyterLab strips inline SVG from untrusted
+    HTML (a reopened notebook), while classic Notebook, VS Code, nbconvert and GitHub show a
+    data-URI image as it is.
+    """
     from ..errors import DefinitionError
+    from .layout import graph_trait
+    from .svg import render_svg, svg_data_uri
 
     try:
         graph = pipe.graph()
     except DefinitionError as exc:  # still being defined: say what is missing, do not raise
         text = f"{pipe!r}\n(not runnable yet: {exc})"
         return {"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>"}
-    return {
-        "text/plain": to_text(graph),
-        "text/markdown": f"```mermaid\n{to_mermaid(graph)}\n```",
-    }
+    trait = graph_trait(graph)
+    uri = svg_data_uri(render_svg(trait, title=f"Pipeline {graph.name!r}"))
+    img = (f'<img src="{uri}" alt="{html.escape(describe(graph), quote=True)}" '
+           f'width="{trait["width"]:.0f}" height="{trait["height"]:.0f}" '
+           f'style="max-width:100%;height:auto">')
+    return {"text/plain": to_text(graph), "text/html": img}

@@ -154,3 +154,32 @@ class RunResult:
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         p.text(self.summary())
+
+    def to_html(self) -> str:
+        """The static dashboard: header, the DAG with final stats, stage table, error rows.
+
+        Self-contained HTML (inline styles, the DAG as a data-URI SVG ``<img>``, all
+        untrusted text escaped): it shows without a kernel in a saved notebook, nbconvert
+        and GitHub.
+
+        Examples
+        --------
+        >>> import minigun_nb as mg
+        >>> result = mg.Pipeline([mg.processor(abs, name="abs")]).run(items=[-1], display="none")
+        >>> "<table" in result.to_html()
+        True
+        """
+        from ..display.static import render_html  # runtime/ itself never imports a display
+
+        return render_html(self)
+
+    def _repr_html_(self) -> str | None:
+        from ..display.static import render_html
+
+        try:
+            return render_html(self)
+        except Exception:  # noqa: BLE001 - a repr must not raise: the text summary still shows
+            import logging
+
+            logging.getLogger("minigun_nb").warning("result._repr_html_ failed", exc_info=True)
+            return None

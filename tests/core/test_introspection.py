@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import re
+import xml.etree.ElementTree as ET
+
 import pytest
 
 import minigun_nb as mg
@@ -147,7 +151,16 @@ def test_diagram_ids_are_unique_per_path():
 
 def test_notebook_repr_is_the_diagram(etl):
     bundle = etl._repr_mimebundle_()
-    assert bundle["text/markdown"] == f"```mermaid\n{etl.to_mermaid()}\n```"
+    # an <img> of the SVG (JupyterLab strips inline <svg> from untrusted HTML), no markdown
+    assert set(bundle) == {"text/plain", "text/html"}
+    match = re.fullmatch(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)" '
+                         r'alt="([^"<>]+)" width="\d+" height="\d+" style="[^"<>]*">',
+                         bundle["text/html"])
+    assert match, bundle["text/html"][:200]
+    svg = base64.b64decode(match.group(1)).decode()
+    assert svg == etl.to_svg()
+    assert ET.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg"
+    assert match.group(2).startswith("Diagram of pipeline &#x27;etl&#x27;: 5 stages (read, ")
     assert bundle["text/plain"].splitlines() == [
         "Pipeline 'etl': 5 stages",
         "  read [producer, thread×1] -> inner/load",
