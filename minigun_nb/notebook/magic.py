@@ -77,6 +77,10 @@ class MinigunMagics(Magics):
         except MagicLineError as exc:
             raise UsageError(str(exc)) from None
         ns = self.shell.user_ns
+        if "mg" not in ns:  # the cell's decorators (@mg.processor(...)) work without an import
+            import minigun_nb
+
+            ns["mg"] = minigun_nb
         _run_cell_body(self.shell, line, cell, ns)
         pipe = _build(spec, plan, ns)
         run_kwargs: dict[str, Any] = {}

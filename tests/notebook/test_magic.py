@@ -208,6 +208,22 @@ def test_a_decorated_last_function_keeps_its_kind(shell):
     assert sorted(shell.user_ns["tail_result"].outputs) == [2, 4, 6]
 
 
+def test_mg_is_available_in_the_cell_without_an_import(shell):
+    del shell.user_ns["mg"]
+    ok(shell, "bare --display none", """
+        @mg.producer
+        def numbers():
+            return [1, 2]
+
+        def neg(x):
+            return -x
+    """)
+    assert shell.user_ns["mg"] is mg
+    shell.run_cell("mg = 'mine'")
+    ok(shell, "bare --display none", "def numbers():\n    return [1]\n")
+    assert shell.user_ns["mg"] == "mine"  # an existing name is left alone
+
+
 def test_batch_puts_a_batch_operator_before_the_last_stage(shell):
     ok(shell, "b --batch 4 --display none", """
         def numbers():
