@@ -594,7 +594,9 @@ export class Dashboard {
       }
       ERROR_COLUMNS.forEach(([, cell], i) => setText(row.cells[i], cell(r)));
       setAttr(row.cells[2], "title", r.message ?? "");
-      row.traceback = r.traceback ?? null;
+      // A row's traceback is dropped from the trait once 20 newer rows exist; the page keeps
+      // the one it has seen, so an open row does not empty itself under the reader's eyes.
+      row.traceback = r.traceback ?? row.traceback;
       // The table follows the order of `rows`; a row already in place is not touched
       // (moving nodes at 10 Hz would be churn, and could lose focus or selection).
       const want = prev ? (prev.detail || prev.tr).nextSibling : this.errorBody.firstChild;

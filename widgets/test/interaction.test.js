@@ -168,6 +168,10 @@ test("an expanded error row stays expanded when new rows arrive", () => {
   assert.equal(el.querySelectorAll(".mg-traceback").length, 1);
   assert.equal(errorRow(el, 57).children[2].textContent, "boom 57");
   assert.equal(el.querySelector(".mg-more").textContent, "54 more (all of them are in result.errors)");
+  // Twenty rows later its traceback leaves the trait: the page keeps the one it showed.
+  const later = [...state.errors.slice(1, 3), { ...state.errors[3], traceback: null }, ...fresh];
+  model.set("errors", later);
+  assert.equal(row.nextElementSibling.querySelector("pre.mg-traceback").textContent, state.errors[3].traceback);
   // A click closes it again.
   row.click();
   assert.equal(el.querySelector(".mg-traceback"), null);
