@@ -174,7 +174,8 @@ class HudDisplay:
         self._dag: Dag | None = None
         self._live: Live | None = None
         self._latest: Any = None
-        self._shown: tuple[Any, tuple[list[Any], int]] | None = None  # what the screen shows (frozen)
+        #: what the screen shows: (snapshot, (error records, errors in all)); kept when frozen
+        self._shown: tuple[Any, tuple[list[Any], int]] | None = None
         self._last_draw = float("-inf")
         self._pending = False
         self.frozen = False
@@ -196,12 +197,12 @@ class HudDisplay:
         self._handle = handle
         console = self._console
         if console is None:
-            out = sys.stdout
-            if not _isatty(out):
+            console = Console(file=sys.stdout)
+            if not _isatty(sys.stdout) or console.is_dumb_terminal:
                 print("minigun_nb: the HUD needs a terminal on stdout; showing the summary "
                       "at the end instead.", file=sys.stderr)
                 return
-            console = self._console = Console(file=out)
+            self._console = console
         self._dag = Dag.of_graph(handle.graph)
         try:
             self._enter(console)
@@ -234,7 +235,7 @@ class HudDisplay:
         """Act on one key: ``q`` stops the run (draining; again: cancels), space freezes."""
         handle = self._handle
         if char in ("q", "Q") and handle is not None:
-            handle.stop(drain=_stopping(handle) is False)
+            handle.stop(drain=not _stopping(handle))  # the second q (or q after ^C) cancels
         elif char == " ":
             with self._lock:
                 self.frozen = not self.frozen
@@ -292,7 +293,10 @@ class HudDisplay:
 
     def _cbreak(self) -> None:
         """Keys one at a time, not echoed; Ctrl-C still interrupts (ISIG stays on)."""
-        import termios
+        try:
+            import termios
+        except ImportError:  # no POSIX terminal (Windows): the HUD shows, keys are not read
+            return
 
         fd, own = None, False
         if _isatty(sys.__stdin__):
