@@ -36,6 +36,7 @@
 const SVG_NS = "http://www.w3.org/2000/svg";
 const TRAITS = ["graph", "stats", "run", "errors"];
 const ENDED = new Set(["done", "failed", "stopped", "cancelled"]);
+const OPERATORS = new Set(["batch", "debatch", "rebatch"]);
 const STATUSES = ["pending", "running", "stopping", "done", "failed", "stopped", "cancelled"];
 // How long a Stop click may go unanswered before the page says to press Interrupt (SPEC 13).
 const STOP_ANSWER_MS = 2000;
@@ -397,7 +398,8 @@ export class Dashboard {
       const title = s(d, "title");
       const box = s(d, "rect", { width: w, height: hgt, rx: 6 }, "mg-box");
       const stripe = s(d, "rect", { width: 4, height: hgt - 8, x: 2, y: 4, rx: 2 }, "mg-stripe");
-      const backendText = `${n.backend || ""}\u00d7${n.workers ?? ""}`;
+      // Operators (batch, debatch, rebatch) run inline: their kind says more than a backend.
+      const backendText = OPERATORS.has(n.kind) ? n.kind : `${n.backend || ""}\u00d7${n.workers ?? ""}`;
       const backend = s(d, "text", { x: w - 8, y: 15, "text-anchor": "end" }, "mg-backend");
       backend.textContent = backendText;
       // SVG text does not wrap or clip: cut the label to what fits beside backend x workers.

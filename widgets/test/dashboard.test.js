@@ -212,3 +212,11 @@ test("a top-to-bottom graph is drawn from its own coordinates", () => {
   assert.equal(svg.getAttribute("data-direction"), "TB");
   assert.equal(nodeOf(el, "save").getAttribute("transform"), `translate(20,${52 + 4 * 104 - 32})`);
 });
+
+test("an operator shows its kind where a stage shows backend x workers", () => {
+  const state = loadFixture();
+  state.graph.nodes[1] = { ...state.graph.nodes[1], kind: "batch", backend: "thread", workers: 1 };
+  const { el } = mount(state);
+  assert.equal(nodeOf(el, "parse").querySelector(".mg-backend").textContent, "batch");
+  assert.ok(nodeOf(el, "parse").classList.contains("mg-kind-batch"));
+});
