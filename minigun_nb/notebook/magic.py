@@ -39,6 +39,7 @@ from .magicline import (
     plan_cell,
     usage_sentence,
 )
+from .tracebacks import user_frames
 
 #: kinds that take the line's backend and workers (a producer runs once in the kernel; an
 #: accumulator runs on one kernel thread, its batching needs it)
@@ -70,6 +71,16 @@ class MinigunMagics(Magics):
         its RunResult to NAME_result; running the cell again rebuilds both.
         """
         __tracebackhide__ = True  # a user error in the cell shows the cell's lines, not ours
+        try:
+            return self._minigun(line, cell)
+        except DefinitionError as exc:
+            # The exception itself, its traceback cut to the user's frames: what any tool
+            # formats from it (not only IPython's display, see notebook.tracebacks) shows the
+            # cell's line and no library internals. This frame is hidden by the line above.
+            raise exc.with_traceback(user_frames(exc.__traceback__))  # noqa: B904 - same one
+
+    def _minigun(self, line: str, cell: str) -> None:
+        __tracebackhide__ = True
         spec = _parse(self.minigun, line)
         try:
             plan = plan_cell(cell, line_offset=1)  # the %%minigun line is line 1 of the cell

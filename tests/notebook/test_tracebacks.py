@@ -183,3 +183,17 @@ def test_rendering_never_fails_even_outside_a_shell(monkeypatch):
     text = "\n".join(lines)
     assert lines[0].startswith("DefinitionError: stage 'two'")
     assert "Traceback (most recent call last)" in text  # the plain, complete traceback
+
+
+def test_the_magic_cuts_the_exceptions_own_traceback_to_the_users_frames(shell):
+    # a tool that formats exc.__traceback__ itself (not through IPython's display) sees the
+    # cell's line and no package frame either
+    shell.extension_manager.load_extension("minigun_nb")
+    with pytest.raises(mg.DefinitionError) as info:
+        shell.run_cell_magic("minigun", "etl", "def gen():\n    yield 1\n"
+                             "@mg.processor(bogus=1)\ndef f(x):\n    return x\n")
+    exc = info.value
+    text = ANSI.sub("", "".join(
+        shell.InteractiveTB.structured_traceback(type(exc), exc, exc.__traceback__)))
+    assert "----> 4 @mg.processor(bogus=1)" in text
+    assert PACKAGE_DIR not in text
