@@ -192,6 +192,16 @@ def bind(
     return lambda: fn(**kwargs)
 
 
+def bind_output(fn: Callable[..., Any], resources: Mapping[str, Any] | None
+                ) -> Callable[[Any, Any], Any]:
+    """``(item, output) -> result`` with resources bound, for a stage that takes ``output``:
+    each call gets an ``output`` of its own, closed when the call ends (SPEC §14)."""
+    _, names = wants(fn)
+    kwargs = {k: v for k, v in (resources or {}).items()
+              if (k in names or "*" in names) and k != "output"}
+    return lambda item, output: fn(item, output=output, **kwargs)
+
+
 def _replay(items: list[Any]) -> Any:
     yield from items
 

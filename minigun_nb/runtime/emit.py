@@ -32,18 +32,29 @@ def to(name: str, item: Any) -> Routed:
 Sink = Callable[[Any], None]
 
 
-class _Targeted:
-    __slots__ = ("_send", "_name")
+def _closed_error() -> RuntimeError:
+    return RuntimeError(
+        "output was used after its stage function's call returned (kept in a closure, or "
+        "used from another thread): output is valid only during its own call; emit before "
+        "returning, or yield the items"
+    )
 
-    def __init__(self, send: Callable[[str, Any], None], name: str) -> None:
-        self._send = send
+
+class _Targeted:
+    __slots__ = ("_out", "_name")
+
+    def __init__(self, out: Output, name: str) -> None:
+        self._out = out
         self._name = name
 
     def emit(self, item: Any) -> None:
-        self._send(self._name, item)
+        out = self._out
+        if out._closed:
+            raise _closed_error()
+        out._send(self._name, item)
 
     def __lshift__(self, item: Any) -> _Targeted:
-        self._send(self._name, item)
+        self.emit(item)
         return self
 
 
@@ -63,20 +74,28 @@ class Output:
     [1, ('audit', 2)]
     """
 
-    __slots__ = ("_emit", "_send")
+    __slots__ = ("_emit", "_send", "_closed")
 
     def __init__(self, emit: Sink, send: Callable[[str, Any], None]) -> None:
         self._emit = emit
         self._send = send
+        self._closed = False
 
     def emit(self, item: Any) -> None:
+        if self._closed:
+            raise _closed_error()
         self._emit(item)
 
     def __lshift__(self, item: Any) -> Output:
-        self._emit(item)
+        self.emit(item)
         return self
 
     def to(self, name: str) -> _Targeted:
         if not isinstance(name, str) or not name:
             raise TypeError(f"output.to(name): name must be a stage name (str), got {name!r}")
-        return _Targeted(self._send, name)
+        return _Targeted(self, name)
+
+    def close(self) -> None:
+        """The call it was made for has ended: later use raises ``RuntimeError`` in the
+        caller (SPEC §14), instead of an emission nobody counts or that is dropped."""
+        self._closed = True

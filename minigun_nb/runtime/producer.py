@@ -233,9 +233,9 @@ def producer_loop(st: StageRun, index: int) -> None:
         run.record_error(st, None, exc, 1, has_item=False, fatal="setup")
         run.publish(ChunkProcessed(st.path, 0, 1, 0, 0, 0, 0.0))
         return
+    put = courier.put
+    output = Output(put, lambda name, item: put(Routed(name, item)))
     try:
-        put = courier.put
-        output = Output(put, lambda name, item: put(Routed(name, item)))
         call = bind(st.spec.function, resources, output, item_param=False)
         result = call()
         if inspect.isasyncgen(result) or inspect.iscoroutine(result):
@@ -271,6 +271,7 @@ def producer_loop(st: StageRun, index: int) -> None:
         run.record_error(st, None, exc, 1, has_item=False)
         run.publish(ChunkProcessed(st.path, 0, 1, 0, 0, 0, 0.0))
     finally:
+        output.close()  # valid only during the producer's call (SPEC §14)
         courier.close()
         busy = courier.busy_since_report()  # what the last chunk's report did not cover
         if busy > 0:

@@ -20,9 +20,17 @@ from typing import TYPE_CHECKING, Any
 from ..core.graph import StageSpec
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
 from ..observe.histogram import time_this_chunk
-from .calls import Control, TimeoutCaller, as_resources, backoff_delay, bind, wants
+from .calls import (
+    Control,
+    TimeoutCaller,
+    as_resources,
+    backoff_delay,
+    bind,
+    bind_output,
+    wants,
+)
 from .channel import Channel
-from .emit import Output
+from .emit import Output, Routed
 from .emitter import ROUTING_ERRORS, Emitter
 from .fastpath import fast_eligible, run_chunk
 
@@ -40,6 +48,11 @@ def _yields(fn: Any) -> bool:
     """True for a generator function (or an instance whose ``__call__`` is one)."""
     return inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(
         getattr(fn, "__call__", None))  # noqa: B004 - instances need __call__
+
+
+def _later(pending: list[Any], name: str, item: Any) -> None:
+    """``output.to(name).emit(item)`` of a timed call: kept with its other emissions."""
+    pending.append(Routed(name, item))
 
 
 class StageRun:
@@ -170,8 +183,13 @@ class StageRun:
             self.status = "failed"
             self.cancel_remaining(ch)
             return
-        output = Output(em.emit, em.send)
-        call = bind(spec.function, resources, output, item_param=True)
+        takes_output = wants(spec.function)[0]
+        # a stage that takes ``output`` gets one per call, closed when the call ends; a timed
+        # call's emissions wait in a list until it returns in time (an abandoned call's
+        # later ones then raise in its own thread and never reach the stage's buffers)
+        call_out = bind_output(spec.function, resources) if takes_output else None
+        call = bind(spec.function, resources, None, item_param=True) if not takes_output \
+            else None
         retries = spec.options["retries"]
         timeout = spec.options["timeout"]
         track = spec.options["track_latency"]
@@ -224,8 +242,20 @@ class StageRun:
                         mark, mark_count, mark_flushes = em.item_start(), em.count, em.flushes
                         attempt = 1
                         while True:
+                            out = None
                             try:
-                                if timer is not None:
+                                if call_out is not None:
+                                    if timer is not None:
+                                        pending: list[Any] = []
+                                        out = Output(pending.append, partial(_later, pending))
+                                        r = timer.call(partial(call_out, output=out), item,
+                                                       timeout)
+                                        for v in pending:
+                                            emit_value(v)
+                                    else:
+                                        out = Output(em.emit, em.send)
+                                        r = call_out(item, out)
+                                elif timer is not None:
                                     r = timer.call(call, item, timeout)
                                 else:
                                     r = call(item)
@@ -258,6 +288,9 @@ class StageRun:
                                 failed += 1
                                 run.record_error(self, item, exc, attempt)
                                 break
+                            finally:
+                                if out is not None:
+                                    out.close()
                         if em.due:
                             em.flush()
                         if track:
