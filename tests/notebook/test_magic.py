@@ -479,6 +479,28 @@ def test_a_definition_error_for_an_undecorated_function_names_its_line(shell):
     assert any("work, line 5 of the %%minigun cell" in note for note in exc.__notes__)
 
 
+@pytest.mark.timeout(120)
+def test_the_examples_in_docs_magic_md_run_as_written(shell, capsys):
+    import collections
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "magic.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        result = shell.run_cell(block)
+        assert result.success, (block, result.error_in_exec)
+    ns = shell.user_ns
+    assert sum(ns["wordcount_result"].outputs, collections.Counter())["the"] == 6000
+    assert sum(ns["etl_result"].outputs) == 190
+    assert layout(ns["etl"]) == [("read", "processor", "thread", 8),
+                                 ("parse", "processor", "process", 2),
+                                 ("store", "consumer", "process", 2)]
+    out = capsys.readouterr().out  # --display text printed both summaries
+    assert "words" in out and "parse" in out and out.count(" done in ") == 2
+
+
 # -- the line's parser: the magic and minigun-nb export read lines identically -------------------
 LINES = [
     "etl",
