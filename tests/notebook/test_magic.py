@@ -44,6 +44,12 @@ def shell():
         del sh.user_ns[name]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _close_pools_after_module():
+    yield
+    mg.shutdown()  # the process stages' warm pools: no worker outlives this module
+
+
 def cell(shell, line, body):
     """Run ``%%minigun line`` + body as a notebook cell; return IPython's ExecutionResult."""
     return shell.run_cell(f"%%minigun {line}\n" + textwrap.dedent(body).lstrip("\n"))
@@ -483,6 +489,7 @@ def test_a_definition_error_for_an_undecorated_function_names_its_line(shell):
 def test_the_examples_in_docs_magic_md_run_as_written(shell, capsys):
     import collections
     import re
+    import shutil
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "magic.md").read_text()
@@ -497,6 +504,7 @@ def test_the_examples_in_docs_magic_md_run_as_written(shell, capsys):
     assert layout(ns["etl"]) == [("read", "processor", "thread", 8),
                                  ("parse", "processor", "process", 2),
                                  ("store", "consumer", "process", 2)]
+    shutil.rmtree(ns["folder"])
     out = capsys.readouterr().out  # --display text printed both summaries
     assert "words" in out and "parse" in out and out.count(" done in ") == 2
 
