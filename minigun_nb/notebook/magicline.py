@@ -307,7 +307,13 @@ def plan_cell(source: str, *, line_offset: int = 0) -> list[PlannedStage]:
         tree = ast.parse(source, filename="<%%minigun cell>")
     except SyntaxError as exc:
         where = f"line {exc.lineno + line_offset}" if exc.lineno else "the cell"
-        text = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
+        stripped = (exc.text or "").strip()
+        if stripped[:1] in ("%", "!"):  # IPython syntax: the body is plain Python
+            raise MagicLineError(
+                f"%%minigun: {where} of the cell is IPython syntax ({stripped}), and a "
+                f"%%minigun cell is plain Python; move that line to a cell of its own."
+            ) from None
+        text = f": {stripped}" if stripped else ""
         raise MagicLineError(
             f"%%minigun: the cell has a syntax error at {where} ({exc.msg}{text}); fix that "
             f"line and run the cell again."

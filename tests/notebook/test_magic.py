@@ -580,6 +580,8 @@ def test_plan_cell_kinds_helpers_and_decorators():
     ("x = 1\n", "defines no function"),
     ("def _a():\n    pass\n", "only helpers"),
     ("def f(:\n    pass\n", "syntax error at line 1"),
+    ("def f(x):\n    pass\n%time f(1)\n", r"line 3 of the cell is IPython syntax \(%time f\(1\)\)"),
+    ("!ls\ndef f(x):\n    pass\n", "move that line to a cell of its own"),
     ("def f(x):\n    pass\ndef f(x):\n    pass\n", "f is defined twice"),
 ])
 def test_plan_cell_rejects_a_cell_without_stages(source, words):
