@@ -289,27 +289,53 @@ def _queue(stage: Any) -> str:
     return f"{format_count(stage.queue_depth)}/{format_count(stage.queue_size)}"
 
 
-def render_stages(snapshot: Any) -> Table:
-    """The stage table: status, in/out, failed, items/s, busy %, queue depth/size, P50, P99."""
+#: the stage table's columns in drawing order, and the order they give way on a narrow terminal
+_COLUMNS = ("stage", "status", "in", "out", "failed", "items/s", "busy %", "queue", "P50 ms",
+            "P99 ms")
+_DROP_FIRST = ("busy %", "in", "queue", "items/s", "P50 ms", "failed")
+
+
+def _stage_cells(s: Any, bottleneck: str | None) -> dict[str, Text]:
+    status = Text(s.status, style=_style(s.status))
+    if s.stalled and s.oldest_s is not None:
+        status = Text(f"stalled {format_duration(s.oldest_s)}", style="bold yellow")
+    name = Text(s.path)
+    if s.path == bottleneck:
+        name.stylize("bold red")
+        name.append(" ◀ bottleneck", style="red")
+    plain = (format_count(s.items_in), format_count(s.items_out))
+    return {"stage": name, "status": status, "in": Text(plain[0]), "out": Text(plain[1]),
+            "failed": Text(format_count(s.failed), style="red" if s.failed else ""),
+            "items/s": Text(format_rate(s.throughput)),
+            "busy %": Text(f"{round(s.busy * 100)}"), "queue": Text(_queue(s)),
+            "P50 ms": Text(format_ms(s.p50_ms)), "P99 ms": Text(format_ms(s.p99_ms))}
+
+
+def render_stages(snapshot: Any, width: int | None = None) -> Table:
+    """The stage table: status, in/out, failed, items/s, busy %, queue depth/size, P50, P99.
+
+    On a terminal narrower than the table, whole columns give way (busy %, in, queue,
+    items/s, P50, failed, in that order) rather than every cell being cut.
+    """
+    rows = [_stage_cells(s, snapshot.bottleneck) for s in snapshot.stages]
+    wide = {c: max([len(c)] + [r[c].cell_len for r in rows]) for c in _COLUMNS}
+    wide["stage"] = min(wide["stage"], 24)
+    shown = list(_COLUMNS)
+    for column in _DROP_FIRST:
+        if width is None or sum(wide[c] for c in shown) + 2 * (len(shown) - 1) <= width:
+            break
+        shown.remove(column)
     table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False, show_edge=False)
-    table.add_column("stage", no_wrap=True, overflow="ellipsis", ratio=3)
-    table.add_column("status", no_wrap=True)
-    for header in ("in", "out", "failed", "items/s", "busy %", "queue", "P50 ms", "P99 ms"):
-        table.add_column(header, justify="right", no_wrap=True)
-    for s in snapshot.stages:
-        status = Text(s.status, style=_style(s.status))
-        if s.stalled and s.oldest_s is not None:
-            status = Text(f"stalled {format_duration(s.oldest_s)}", style="bold yellow")
-        name = Text(s.path)
-        if s.path == snapshot.bottleneck:
-            name.stylize("bold red")
-            name.append(" ◀ bottleneck", style="red")
-        table.add_row(
-            name, status, format_count(s.items_in), format_count(s.items_out),
-            Text(format_count(s.failed), style="red" if s.failed else ""),
-            format_rate(s.throughput), f"{round(s.busy * 100)}", _queue(s),
-            format_ms(s.p50_ms), format_ms(s.p99_ms),
-        )
+    for column in shown:
+        if column == "stage":
+            table.add_column(column, no_wrap=True, overflow="ellipsis", ratio=3,
+                             min_width=min(wide["stage"], 16))
+        elif column == "status":
+            table.add_column(column, no_wrap=True)
+        else:
+            table.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(row[c] for c in shown))
     return table
 
 
@@ -368,7 +394,7 @@ def render_screen(snapshot: Any, dag: Dag | None = None, errors: Sequence[Any] =
     top: list[RenderableType] = [
         render_header(snapshot, frozen=frozen, stopping=stopping),
         drawing,
-        render_stages(snapshot),
+        render_stages(snapshot, width),
     ]
     if stopping and snapshot.status not in _ENDED:
         left = format_count(snapshot.totals.in_flight)

@@ -91,6 +91,14 @@ def test_stage_table_shows_every_column_with_p50_and_p99():
     assert gen[-3:] == ["-", "-", "-"]  # a producer has no queue and no latency
 
 
+def test_stage_table_on_a_narrow_terminal_drops_columns_not_stage_names():
+    text = _text(render_stages(_snapshot(ETL, ETL_EDGES), width=60), width=60)
+    header = text.splitlines()[0].split()
+    assert header[:2] == ["stage", "status"] and "busy" not in header and "queue" not in header
+    assert "P99" in header and "out" in header
+    assert re.search(r"^parse\s+running\s+4980\s+20\b.*48\.7$", text, re.M)
+
+
 def test_stage_table_marks_the_bottleneck_and_a_stalled_stage():
     stages = [_stage("gen", kind="producer", queue_size=0),
               _stage("slow", in_flight=1, oldest_s=75.0, p99_ms=20.0),
