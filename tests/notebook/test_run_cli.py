@@ -285,3 +285,75 @@ def test_output_of_a_failing_cell_exits_1_and_still_saves(tmp_path):
     assert saved.cells[2].outputs[0]["output_type"] == "error"
     assert not saved.cells[3].get("outputs")
     assert json.loads(out.read_text())["cells"][2]["outputs"][0]["ename"] == "ValueError"
+
+
+# -- the scheduling docs, run as written -------------------------------------------------------
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "scheduling.md"
+
+
+def _fenced(lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", DOCS.read_text(), re.M | re.S)
+
+
+def _nightly_job(home: Path) -> Path:
+    """~/jobs/nightly as the docs assume: its virtualenv and the exported notebook."""
+    job = home / "jobs" / "nightly"
+    (job / ".venv" / "bin").mkdir(parents=True)
+    (job / ".venv" / "bin" / "minigun-nb").symlink_to(Path(sys.executable).with_name("minigun-nb"))
+    notebook(job, PIPE.replace('mg.Pipeline("job")', 'mg.Pipeline("nightly")'),
+             name="nightly.ipynb")
+    assert cli("export", "nightly.ipynb", cwd=job).returncode == 0
+    return job
+
+
+def _check_text_log(log: str) -> None:
+    # the text status line of the run, its summary table once, the runner's counts
+    assert re.search(r"^nightly: 1,000 done, 0 failed, [\d,]+/s, \d\d:\d\d \(done\)$", log, re.M)
+    assert len(re.findall(r"^stage +status +in +out +failed", log, re.M)) == 1
+    assert len(summaries(log)) == 1 and "OUTPUTS 1000" in log
+    assert "minigun-nb: 1 run(s), 0 failed or stopped, 0 with errors" in log
+
+
+def test_the_cron_line_of_the_docs_runs_as_cron_would(tmp_path):
+    (entry,) = [line for block in _fenced("cron") for line in block.splitlines()
+                if line.strip() and not line.startswith("#")]
+    command = entry.split(None, 5)[5]  # after minute, hour, day, month, weekday
+    job = _nightly_job(tmp_path)
+    cron_env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "SHELL": "/bin/sh"}
+    done = subprocess.run(["/bin/sh", "-c", command], env=cron_env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=100)  # stderr: no terminal
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    _check_text_log((job / "nightly.log").read_text())
+    # a failing night: the same line's job with an error row exits 1 and says what failed
+    (job / "nightly.py").write_text((job / "nightly.py").read_text().replace(
+        '"bad": []', '"bad": [7]'))
+    failed = subprocess.run(["/bin/sh", "-c", command], env=cron_env, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=100)
+    assert failed.returncode == 1
+    assert "  check  item 7  ValueError: bad 7" in (job / "nightly.log").read_text()
+
+
+def test_the_systemd_service_command_of_the_docs_runs(tmp_path):
+    import shlex
+
+    service = next(b for b in _fenced("ini") if "ExecStart=" in b)
+    keys = dict(line.split("=", 1) for line in service.splitlines()
+                if "=" in line and not line.startswith("#"))
+    assert "timers.target" in "".join(_fenced("ini"))  # and the timer beside it
+    home = str(tmp_path)
+    job = _nightly_job(tmp_path)
+    cwd = keys["WorkingDirectory"].replace("%h", home)
+    assert Path(cwd) == job
+    out_path = keys["StandardOutput"].removeprefix("append:").replace("%h", home)
+    err_path = keys["StandardError"].removeprefix("append:").replace("%h", home)
+    argv = shlex.split(keys["ExecStart"].replace("%h", home))
+    with open(out_path, "a") as out, open(err_path, "a") as err:
+        done = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                              env={"HOME": home, "PATH": "/usr/bin:/bin"}, timeout=100)
+    assert done.returncode == 0, Path(err_path).read_text()
+    records = [json.loads(line) for line in Path(err_path).read_text().splitlines()]
+    finished = [r for r in records if r.get("event") == "run_finished"]
+    assert len(finished) == 1 and finished[0]["status"] == "done"
+    assert finished[0]["pipeline"] == "nightly" and finished[0]["failed"] == 0
+    log = Path(out_path).read_text()
+    assert len(summaries(log)) == 1 and "OUTPUTS 1000" in log
