@@ -357,3 +357,18 @@ def test_the_systemd_service_command_of_the_docs_runs(tmp_path):
     assert finished[0]["pipeline"] == "nightly" and finished[0]["failed"] == 0
     log = Path(out_path).read_text()
     assert len(summaries(log)) == 1 and "OUTPUTS 1000" in log
+
+
+@pytest.mark.parametrize("display", ["text", "none", "auto", "progress"])
+def test_a_scripts_own_display_choice_still_prints_each_summary_once(tmp_path, display):
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(f"""
+        import minigun_nb as mg
+        pipe = mg.Pipeline([mg.processor(abs, name="absolute")])
+        pipe.run(items=[-1, 2], display={display!r})
+        pipe.start(items=[3], display={display!r})  # left running: the runner waits for it
+    """))
+    done = cli("run", str(script), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ids = summaries(done.stdout)
+    assert len(ids) == 2 and len(set(ids)) == 2, done.stdout
