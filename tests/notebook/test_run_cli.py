@@ -372,3 +372,40 @@ def test_a_scripts_own_display_choice_still_prints_each_summary_once(tmp_path, d
     assert done.returncode == 0, done.stderr
     ids = summaries(done.stdout)
     assert len(ids) == 2 and len(set(ids)) == 2, done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(os.name != "posix", reason="signals")
+def test_sigint_with_output_drains_the_kernels_run_and_saves_the_notebook(tmp_path):
+    nb = notebook(tmp_path, textwrap.dedent("""\
+        import itertools, time
+        from pathlib import Path
+        import minigun_nb as mg
+        pipe = mg.Pipeline("endless", queue_size=4)
+        pipe.producer(lambda: itertools.count(), name="gen")
+        @pipe.consumer
+        def nap(x):
+            time.sleep(0.01)
+            Path("started").touch()
+        res = pipe.run()
+        print("STATUS", res.status)
+    """), "print('NEXT CELL')")
+    out = tmp_path / "executed.ipynb"
+    proc = subprocess.Popen([sys.executable, "-m", "minigun_nb.notebook.cli", "run", str(nb),
+                             "--output", str(out)], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        while not (tmp_path / "started").exists():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert re.search(r"^run \w+ stopped in ", stdout, re.M)
+    saved = nbformat.read(str(out), 4)
+    assert any("STATUS stopped" in o.get("text", "") for o in saved.cells[1].outputs)
+    assert not saved.cells[2].get("outputs")  # no further cell ran
