@@ -232,6 +232,7 @@ def _supervise(handle: RunHandle, run: Run, pipe: Pipeline) -> None:
             cancelled_items=run.cancelled_items, status=snapshot.status,
             outputs_dropped=run.outputs_dropped,
         )
+        result.graph = run.graph  # the static dashboard draws the same layout as the live one
         if run.failure is not None:  # after_run sees the failure too
             run.failure.result = result  # type: ignore[attr-defined]
             result.error = run.failure

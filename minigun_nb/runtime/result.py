@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..core.graph import Graph
     from ..observe.snapshot import RunSnapshot
     from .calls import ErrorRecord
 
@@ -40,6 +41,10 @@ class RunResult:
     >>> sorted(result.outputs), result.ok, int(result.stats.loc["double", "done"])
     ([2, 4, 6], True, 3)
     """
+
+    #: the resolved graph the run executed (set by the runtime; None for a result built by
+    #: hand): the static dashboard draws it with the same layout as the live one
+    graph: Graph | None = None
 
     def __init__(
         self, *, run_id: str, snapshot: RunSnapshot, outputs: list[Any],

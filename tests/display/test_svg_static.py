@@ -299,3 +299,36 @@ def test_a_pipeline_that_cannot_resolve_still_has_a_repr():
     pipe.producer(lambda: [1], name="gen", to="later")
     bundle = pipe._repr_mimebundle_()
     assert re.fullmatch(r"<pre>[^<>]*</pre>", bundle["text/html"], flags=re.S)
+
+
+@pytest.mark.timeout(60)
+def test_static_dashboard_draws_the_layout_of_the_live_one():
+    pipe = mg.Pipeline("crawl")
+    pipe.producer(lambda: range(4), name="seeds")
+
+    @pipe.processor(routes=["audit"])
+    def fetch(x):
+        if x == 2:
+            yield mg.to("audit", x)
+        yield x
+
+    @pipe.consumer(dynamic=True)
+    def audit(x):
+        return None
+
+    result = _run(pipe)
+    assert result.graph is not None
+    trait = graph_trait(pipe.graph())
+    assert [e["kind"] for e in trait["edges"]] == ["default", "routes"]
+    drawn = _dag_image(_parse(result.to_html()))
+    points = [line.get("points") for line in drawn.iter(SVG_NS + "polyline")]
+    assert points == [" ".join(f"{x:.1f},{y:.1f}" for x, y in e["points"])
+                      for e in trait["edges"]]
+    assert drawn.iter(SVG_NS + "polyline").__next__().get("stroke-dasharray") is None
+    assert [line.get("stroke-dasharray") for line in drawn.iter(SVG_NS + "polyline")][1]
+
+    # a result without its graph is drawn from its snapshot's stages and edges
+    result.graph = None
+    bare = _dag_image(_parse(result.to_html()))
+    assert len(list(bare.iter(SVG_NS + "polyline"))) == len(pipe.edges) == 1
+    assert sum(1 for r in bare.iter(SVG_NS + "rect") if r.get("rx") == "8") == 3
