@@ -38,11 +38,29 @@ def write_notebook(root: Path, name: str, *cells: str) -> Path:
     return path
 
 
-def open_notebook(watched: Watched, lab: Lab, name: str, cells: int) -> None:
+# Two errors Notebook 7.6 itself throws while its page starts, before and independently of
+# any cell (seen with a notebook of one `1` cell and no widget): its shortcuts extension
+# reads the schema of a plugin Notebook does not register, and its file browser restore
+# races the registration of the command it calls (it shows when the server is warm). Not
+# ours, so exactly these two are forgiven in the Notebook 7 scenario, nothing else.
+NOTEBOOK7_NOISE = {
+    "pageerror: Cannot read properties of undefined (reading 'schema')",
+    "pageerror: Command 'filebrowser:open-path' not registered.",
+}
+
+
+def open_notebook(watched: Watched, lab: Lab, name: str, cells: int, ui: str = "lab") -> None:
+    """Open a notebook in JupyterLab (``ui="lab"``) or Notebook 7 (``"notebook"``)."""
     page = watched.page
-    page.goto(lab.url(f"lab/tree/{name}?reset"), wait_until="domcontentloaded")
+    # JupyterLab gets a workspace of its own per notebook: the server's "default" one is
+    # shared with Notebook 7, which fails to restore a file browser it does not have.
+    workspace = "mg-" + name.replace(".", "-")
+    path = f"lab/workspaces/{workspace}/tree/{name}?reset" if ui == "lab" else f"notebooks/{name}"
+    page.goto(lab.url(path), wait_until="domcontentloaded")
     page.locator(".jp-NotebookPanel .jp-Cell").nth(cells - 1).wait_for(state="attached")
     wait_kernel_ready(watched)
+    if ui == "notebook":
+        watched.forgiven |= NOTEBOOK7_NOISE
 
 
 # The toolbar's "idle" shows before JupyterLab's session is connected to the kernel, and a
@@ -120,10 +138,11 @@ print("ARRIVED" if arrived else "BLOCKED")
 
 
 @pytest.mark.timeout(240)
-def test_a_click_reaches_a_blocking_cell(lab: Lab, watched_page: Watched) -> None:
+@pytest.mark.parametrize("ui", ["lab", "notebook"])
+def test_a_click_reaches_a_blocking_cell(lab: Lab, watched_page: Watched, ui: str) -> None:
     """A widget's model.send() from a real page is handled while its kernel's cell blocks."""
-    write_notebook(lab.root, "probe.ipynb", PROBE_SETUP, PROBE_BLOCK)
-    open_notebook(watched_page, lab, "probe.ipynb", cells=2)
+    write_notebook(lab.root, f"probe_{ui}.ipynb", PROBE_SETUP, PROBE_BLOCK)
+    open_notebook(watched_page, lab, f"probe_{ui}.ipynb", cells=2, ui=ui)
     run_cell(watched_page, 0)
     wait_prompt(watched_page, 0, PROMPT_DONE, PAGE_TIMEOUT_MS)
     assert "hook: True" in output_text(watched_page, 0)
