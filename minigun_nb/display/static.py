@@ -25,9 +25,9 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..observe.snapshot import STATS_COLUMNS
 from ..observe.summary import format_count, format_duration, format_ms, format_rate
 from .layout import graph_trait, trait_from
+from .serialize import stage_stats_json  # one JSON form of a stage's stats, shared with the widget
 from .svg import STATUS_COLOURS, esc, render_svg, svg_data_uri
 
 if TYPE_CHECKING:
@@ -58,28 +58,6 @@ def _json_value(value: Any) -> Any:
         return int(value)
     item = getattr(value, "item", None)  # a numpy scalar
     return _json_value(item()) if callable(item) else str(value)
-
-
-def stage_stats_json(stage: Any) -> dict[str, Any]:
-    """One stage snapshot's ``result.stats`` columns as JSON values.
-
-    NaN and infinities become None, datetimes ISO 8601 strings; ``oldest_s`` and ``stalled``
-    are added when the snapshot has them.
-
-    Examples
-    --------
-    >>> import json, minigun_nb as mg
-    >>> result = mg.Pipeline([mg.processor(abs, name="abs")]).run(items=[-1], display="none")
-    >>> row = stage_stats_json(result.snapshot.stage("abs"))
-    >>> row["done"], row["kind"], json.loads(json.dumps(row, allow_nan=False)) == row
-    (1, 'processor', True)
-    """
-    row = {column: _json_value(getattr(stage, column)) for column in STATS_COLUMNS}
-    if hasattr(stage, "oldest_s"):
-        row["oldest_s"] = _json_value(stage.oldest_s)
-    if hasattr(stage, "stalled"):
-        row["stalled"] = bool(stage.stalled)
-    return row
 
 
 def snapshot_graph_trait(snapshot: Any) -> dict[str, Any]:
