@@ -16,7 +16,7 @@ from minigun_nb.display.layout import graph_trait, layout
 
 pytestmark = pytest.mark.timeout(120)
 
-SETTINGS = settings(max_examples=150, deadline=None, database=None,
+SETTINGS = settings(max_examples=100, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -139,6 +139,36 @@ def test_sweeps_never_add_crossings_and_the_count_is_the_drawn_one(graph):
 def test_layout_is_deterministic(graph):
     nodes, edges = graph
     assert layout(nodes, edges) == layout(list(nodes), list(edges))
+
+
+@st.composite
+def digraphs(draw, max_nodes=16):
+    """Any directed graph: cycles, 2-cycles, self-loops and repeated edges included."""
+    n = draw(st.integers(1, max_nodes))
+    names = [f"n{i}" for i in range(n)]
+    edges = draw(st.lists(st.tuples(st.sampled_from(names), st.sampled_from(names)),
+                          max_size=40))
+    return names, edges
+
+
+@SETTINGS
+@given(digraphs())
+def test_cycles_never_hang_and_still_give_a_clean_drawing(graph):
+    nodes, edges = graph
+    lay = layout(nodes, edges)
+    w, h = lay.node_width, lay.node_height
+    for a, b in combinations(nodes, 2):
+        (xa, ya), (xb, yb) = lay.positions[a], lay.positions[b]
+        assert abs(xa - xb) >= w or abs(ya - yb) >= h
+    assert set(lay.edge_points) == set(edges)
+    for s, t in edges:
+        pts = lay.edge_points[s, t]
+        assert _on_border(pts[0], lay.positions[s], w, h)
+        assert _on_border(pts[-1], lay.positions[t], w, h)
+        assert all(0 <= x <= lay.width and 0 <= y <= lay.height for x, y in pts)
+        if s != t and (s, t) not in lay.reversed_edges:
+            assert lay.layer_of(s) < lay.layer_of(t)
+    assert layout(nodes, edges) == lay
 
 
 def test_same_layout_under_another_hash_seed():
