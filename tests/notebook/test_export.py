@@ -271,3 +271,26 @@ def test_export_refuses_a_missing_folder_a_syntax_error_and_a_bad_magic_line(tmp
     done = cli("export", str(magic), cwd=tmp_path)
     assert done.returncode == 2 and "%%minigun" in done.stderr and "--threads" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+TUTORIALS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("0*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("tutorial", TUTORIALS, ids=[t.stem for t in TUTORIALS])
+def test_each_tutorials_script_reproduces_the_notebooks_checked_outputs(tmp_path, tutorial):
+    """Issue 14: the exported script of each tutorial runs with `python job.py` and prints
+    what the saved notebook shows in its deterministic cells (tagged nbval-check-output)."""
+    script = tmp_path / f"{tutorial.stem}.py"
+    assert cli("export", str(tutorial), "-o", str(script), cwd=tmp_path).returncode == 0
+    done = subprocess.run([sys.executable, str(script)], cwd=tutorial.parent,
+                          capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checked = [o.text for cell in nbformat.read(str(tutorial), 4).cells
+               if "nbval-check-output" in cell.metadata.get("tags", [])
+               for o in cell.get("outputs", [])
+               if o.output_type == "stream" and o.name == "stdout"]
+    assert checked, "the tutorial has no checked output to compare"
+    missing = [text for text in checked if text not in done.stdout]
+    assert missing == [], done.stdout[-3000:]
