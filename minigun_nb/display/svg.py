@@ -166,8 +166,14 @@ def _node(node: Mapping[str, Any], w: float, h: float, row: Mapping[str, Any] | 
             done = f"{_count(row.get('items_out'))} emitted"
         failed = int(row.get("failed") or 0)
         counts = esc(done)
+        plain = done
         if failed:
             counts += f' · <tspan fill="{FAILED}" font-weight="600">{_count(failed)} failed</tspan>'
+            plain += f" · {_count(failed)} failed"
+        cancelled = int(row.get("cancelled") or 0)
+        more = f" · {_count(cancelled)} cancelled"
+        if cancelled and _fits(plain + more, w - 2 * pad, 10.5):
+            counts += f'<tspan fill="{STATUS_COLOURS["cancelled"]}">{esc(more)}</tspan>'
         out.append(_text(left + pad, top + 43, counts, size=10.5, fill=TEXT))
         if row.get("p50_ms") is not None:
             latency = f"p50 {_ms(row.get('p50_ms'))} · p99 {_ms(row.get('p99_ms'))}"
