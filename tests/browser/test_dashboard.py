@@ -286,6 +286,7 @@ def test_live_dashboard_stop_save_reload(lab: Lab, watched_page: Watched) -> Non
     page.locator(".jp-NotebookPanel:not(.jp-mod-dirty)").first.wait_for(state="attached")
     _wait_saved(lab, "dashboard.ipynb")
     lab.delete_sessions()
+    assert lab.api("GET", "kernels") == [], "the run's kernel is still up"
     saved = nbformat.read(lab.root / "dashboard.ipynb", as_version=4)
     bundles = [o.get("data", {}) for o in saved.cells[1].outputs]
     assert not any("application/vnd.jupyter.widget-view+json" in b for b in bundles), bundles
@@ -294,6 +295,8 @@ def test_live_dashboard_stop_save_reload(lab: Lab, watched_page: Watched) -> Non
         "application/vnd.jupyter.widget-state+json", {}
     ).get("state"), "the saved notebook holds widget state for a finished run"
 
+    # (JupyterLab starts a fresh kernel for the reopened notebook; it holds no widget model,
+    # so a widget output left in the file would show "Error displaying widget".)
     page.reload(wait_until="domcontentloaded")
     out = cell(watched_page, 1).locator(".jp-OutputArea")
     expect(out.locator("img[src^='data:image/svg+xml']")).to_have_count(1)
