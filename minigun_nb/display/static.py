@@ -25,10 +25,11 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..observe.summary import format_count, format_duration, format_ms, format_rate
+from ..observe.summary import format_duration, format_ms, format_rate
 from .layout import graph_trait, trait_from
 from .serialize import stage_stats_json  # one JSON form of a stage's stats, shared with the widget
 from .svg import STATUS_COLOURS, esc, render_svg, svg_data_uri
+from .text import pipeline_counts
 
 if TYPE_CHECKING:
     from ..core.graph import Graph
@@ -184,9 +185,14 @@ def render_html(result: RunResult, graph: Graph | None = None) -> str:
     status = str(result.status)
     colour = STATUS_COLOURS.get(status, "#64748b")
     t = snap.totals
-    totals = (f"{format_count(t.done)} done · {format_count(t.failed)} failed · "
-              f"{format_count(t.filtered)} filtered · {format_count(t.cancelled)} cancelled · "
-              f"{format_count(t.retried)} retried · {len(result.outputs):,} outputs")
+    # counted like the live run line and the text display: what the pipeline finished (its
+    # terminal stages), failures over all stages
+    done, failed, rate = pipeline_counts(snap)
+    counts = [f"{done:,} done", f"{failed:,} failed", f"{format_rate(rate)}/s"]
+    counts += [f"{n:,} {what}" for n, what in ((t.cancelled, "cancelled"), (t.retried, "retried"))
+               if n]
+    counts.append(f"{len(result.outputs):,} output{'s' if len(result.outputs) != 1 else ''}")
+    totals = " · ".join(counts)
     header = (f'<div style="display:flex;flex-wrap:wrap;gap:4px 10px;align-items:baseline">'
               f'<b style="font-size:14px">{esc(name)}</b>'
               f'<span style="background:{colour};color:#fff;border-radius:9px;padding:0 8px;'
@@ -207,7 +213,7 @@ def render_html(result: RunResult, graph: Graph | None = None) -> str:
     paths = [n["id"] for n in trait["nodes"]]
     shown = ", ".join(paths[:12]) + (f" and {len(paths) - 12} more" if len(paths) > 12 else "")
     alt = (f"Diagram of pipeline {name!r} after the run ({status}): {len(paths)} stages "
-           f"({shown}), {len(trait['edges'])} edges; {t.done:,} items done, {t.failed:,} failed"
+           f"({shown}), {len(trait['edges'])} edges; {done:,} items done, {failed:,} failed"
            + (f"; bottleneck {result.bottleneck}" if result.bottleneck else ""))
     img = (f'<img src="{svg_data_uri(svg)}" alt="{esc(alt)}" width="{trait["width"]:.0f}" '
            f'height="{trait["height"]:.0f}" style="max-width:100%;height:auto;display:block;'

@@ -248,6 +248,9 @@ def test_static_dashboard_of_a_clean_run():
     parser = _parse(result.to_html())
     assert not any(tag == "details" for tag, _ in parser.tags)
     assert "errors" not in "".join(parser.text)
+    # the header counts like the live run line: what the pipeline finished
+    assert "5 done · 0 failed · " in "".join(parser.text)
+    assert "· 5 outputs" in "".join(parser.text)
     svg = _dag_image(parser)
     assert "5 done" in _texts(svg)
     assert parser.headers[1:] == list(result.stats.columns)
