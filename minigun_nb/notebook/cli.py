@@ -26,6 +26,7 @@ import argparse
 import ast
 import logging
 import os
+import re
 import runpy
 import shutil
 import signal
@@ -371,7 +372,7 @@ def run_here(target: str, source: str | None, values: dict[str, Any], script_arg
                     if not isinstance(exc.code, int):
                         print(exc.code, file=sys.stderr)
             except BaseException as exc:  # noqa: BLE001 - the job's status, and its trace
-                _print_raised(exc, target, opts.log_json)
+                _print_raised(exc, target, opts.log_json, script if source else None, source)
                 status = 1
             if interrupts.count:
                 status = 130
@@ -409,19 +410,46 @@ def _finish_live(handle: Any) -> None:
                 h.join_displays()
 
 
-def _print_raised(exc: BaseException, target: str, json_logs: bool) -> None:
-    """The job's traceback without the runner's frames, then one line that says it."""
+def _print_raised(exc: BaseException, target: str, json_logs: bool,
+                  script: str | None = None, source: str | None = None) -> None:
+    """The job's traceback without the runner's frames, then one line that says it (for a
+    notebook, with the cell the error came from)."""
     tb = exc.__traceback__
     while tb is not None and not _is_user_frame(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     text = "".join(traceback.format_exception(type(exc), exc, tb))
-    line = f"minigun-nb: {target} raised {type(exc).__name__}: {exc}"
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    line = f"minigun-nb: {target} raised {type(exc).__name__}" + (f": {message}" if message
+                                                                   else "")
+    cell = _cell_of(tb, script, source)
+    if cell is not None:
+        line += f" (in cell {cell})"
     if json_logs:
         log.error(line, extra={"run_id": None, "stage": getattr(exc, "stage", None)},
                   exc_info=(type(exc), exc, tb))
     else:
         print(text.rstrip(), file=sys.stderr)
-        print(line.splitlines()[0] if line else line, file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
+
+
+def _cell_of(tb: Any, script: str | None, source: str | None) -> int | None:
+    """The notebook cell of the deepest frame in the converted script (its ``# -- cell N``
+    markers), or None."""
+    if script is None or source is None:
+        return None
+    lineno = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == script:
+            lineno = tb.tb_lineno
+        tb = tb.tb_next
+    if lineno is None:
+        return None
+    lines = source.splitlines()
+    for i in range(min(lineno, len(lines)) - 1, -1, -1):
+        match = re.match(r"\s*# -- cell (\d+)", lines[i])
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def _is_user_frame(filename: str) -> bool:

@@ -223,8 +223,17 @@ def convert(nb: Any, name: str = "job", notebook_name: str = "notebook.ipynb") -
 # -- cells -------------------------------------------------------------------------------------
 def _check_syntax(code: str, where: str) -> None:
     try:
-        ast.parse(code)
+        compile(code, where, "exec", dont_inherit=True)  # compiled, never run
     except SyntaxError as exc:
+        try:  # IPython runs a cell with a top-level await on its loop; a script cannot
+            compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+        except SyntaxError:
+            pass
+        else:
+            raise ExportError(
+                f"{where} uses await at the top level, which only IPython allows; put that "
+                f"code in an `async def main():` and call `asyncio.run(main())` in the cell"
+            ) from None
         line = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
         raise ExportError(f"{where} has a syntax error at line {exc.lineno} ({exc.msg}{line}); "
                           f"fix the notebook and export again") from None

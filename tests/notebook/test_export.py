@@ -266,6 +266,10 @@ def test_export_refuses_a_missing_folder_a_syntax_error_and_a_bad_magic_line(tmp
                                                          v4.new_code_cell("def f(:\n    pass")])
     done = cli("export", str(broken), cwd=tmp_path)
     assert done.returncode == 2 and "cell 2 has a syntax error" in done.stderr
+    awaits = write_notebook(tmp_path / "awaits.ipynb", [
+        v4.new_code_cell("import asyncio\nawait asyncio.sleep(0)")])
+    done = cli("export", str(awaits), cwd=tmp_path)
+    assert done.returncode == 2 and "await at the top level" in done.stderr
     magic = write_notebook(tmp_path / "magic.ipynb",
                            [v4.new_code_cell("%%minigun p --threads x\ndef f(x):\n    pass")])
     done = cli("export", str(magic), cwd=tmp_path)

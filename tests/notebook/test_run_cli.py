@@ -96,8 +96,8 @@ def test_code_that_raises_exits_1_with_its_traceback_and_one_line(tmp_path):
     done = cli("run", str(nb), cwd=tmp_path)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-2:]
-    assert any(line.startswith("minigun-nb: ") and "raised RuntimeError: boom" in line
-               for line in last), done.stderr
+    assert any(line.startswith("minigun-nb: ") and "raised RuntimeError: boom (in cell 3)"
+               in line for line in last), done.stderr
     assert "raise RuntimeError('boom')" in done.stderr  # the user's line
     assert "runpy" not in done.stderr and "cli.py" not in done.stderr
 
