@@ -159,13 +159,13 @@ def layout(
     pairs: list[tuple[int, int]] = []
     seen: set[tuple[int, int]] = set()
     for edge in edges:
-        s, t = edge[0], edge[1]
-        for end in (s, t):
+        src, dst = edge[0], edge[1]
+        for end in (src, dst):
             if end not in index:
                 known = ", ".join(map(repr, list(index)[:20])) or "(none)"
-                raise ValueError(f"layout: edge {(s, t)!r} names unknown node {end!r}; "
+                raise ValueError(f"layout: edge {(src, dst)!r} names unknown node {end!r}; "
                                  f"known nodes: {known}")
-        pair = (index[s], index[t])
+        pair = (index[src], index[dst])
         if pair not in seen:
             seen.add(pair)
             pairs.append(pair)
@@ -199,10 +199,11 @@ def layout(
     for s, t in pairs:
         if s == t:
             m, c = main(g.layer[s]), cross[s]
-            a, b = cross_size / 4, cross_size / 2
-            far = -(b + _LOOP) if lr else b + _LOOP  # LR: over the box; TB: to its right
-            near = -b if lr else b
-            loop = [(m + a, c + near), (m + a, c + far), (m - a, c + far), (m - a, c + near)]
+            side, edge_off = main_size / 4, cross_size / 2
+            far = -(edge_off + _LOOP) if lr else edge_off + _LOOP  # LR: above; TB: right
+            near = -edge_off if lr else edge_off
+            loop = [(m + side, c + near), (m + side, c + far), (m - side, c + far),
+                    (m - side, c + near)]
             edge_points[names[s], names[t]] = tuple(
                 (round(x, 1), round(y, 1)) if lr else (round(y, 1), round(x, 1))
                 for x, y in loop)

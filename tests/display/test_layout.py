@@ -274,6 +274,13 @@ def test_cycles_and_self_loops_are_broken_not_looped_on():
     assert _on_border(loop[0], lay.positions["b"], w, h)
     assert _on_border(loop[-1], lay.positions["b"], w, h)
     assert all(p[1] >= 0 for p in loop)
+    names = [f"s{i}" for i in range(10)]
+    tall = layout(names, [*zip(names, names[1:], strict=False), ("s3", "s3")])
+    assert tall.direction == "TB"
+    loop = tall.edge_points["s3", "s3"]
+    assert _on_border(loop[0], tall.positions["s3"], w, h)
+    assert _on_border(loop[-1], tall.positions["s3"], w, h)
+    assert all(x <= tall.width for x, _ in loop)
     two = layout(["x", "y"], [("x", "y"), ("y", "x")])
     assert two.reversed_edges == (("y", "x"),) and two.layer_of("y") == 1
 
