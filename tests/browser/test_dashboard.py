@@ -323,3 +323,41 @@ def _wait_saved(lab: Lab, name: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{name} was not saved with its outputs")
+
+
+@pytest.mark.timeout(300)
+def test_second_click_cancels(lab: Lab, watched_page: Watched) -> None:
+    """Stop drains and the run line counts what is left; a second click cancels the rest."""
+    from playwright.sync_api import expect
+
+    # 0.1 s an item: a drain of the queue would take about 20 s, so the run is still
+    # stopping when the second click comes and can only end "cancelled" through it.
+    slower = PIPELINE.replace("time.sleep(0.025)", "time.sleep(0.1)")
+    write_notebook(lab.root, "cancel.ipynb", slower, RUN, CHECK)
+    open_notebook(watched_page, lab, "cancel.ipynb", cells=3)
+    run_cell(watched_page, 0)
+    wait_prompt(watched_page, 0, PROMPT_DONE, PAGE_TIMEOUT_MS)
+    run_cell(watched_page, 1)
+    dash = cell(watched_page, 1).locator(".mg-dash")
+    dash.wait_for(state="visible")
+    stop = dash.locator(".mg-stop")
+    expect(stop).to_have_text("Stop")
+    stop.click()
+    expect(dash.locator(".mg-status")).to_have_text("stopping")
+    expect(stop).to_have_text("Cancel")
+    expect(dash.locator(".mg-left")).to_have_text(re.compile(r"^\d[\d,]* left$"))
+    stop.click()
+    wait_prompt(watched_page, 1, PROMPT_DONE, 120_000)
+    out = cell(watched_page, 1).locator(".jp-OutputArea")
+    expect(out.locator("img[src^='data:image/svg+xml']")).to_have_count(1)
+    assert "cancelled" in out.inner_text()
+
+    run_cell(watched_page, 2)
+    wait_prompt(watched_page, 2, PROMPT_DONE, PAGE_TIMEOUT_MS)
+    check = output_text(watched_page, 2)
+    assert "status cancelled" in check, check
+    laws = [line.split() for line in check.splitlines() if line.startswith("law ")]
+    assert len(laws) == 2 and all(law[-1] == "True" for law in laws), check
+    slow_law = next(law for law in laws if law[1] == "slow")
+    assert int(slow_law[5]) > 0, f"nothing was cancelled: {check}"
+    assert_clean(watched_page)
