@@ -92,6 +92,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # -- what the runs did -------------------------------------------------------------------------
+def say(message: str, json_logs: bool, level: int = logging.INFO) -> None:
+    """One line of the runner on stderr: a log record (a JSON line) with ``--log-json``."""
+    if json_logs:
+        log.log(level, message, extra={"run_id": None, "stage": None})
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
 def run_record(result: Any) -> dict[str, Any]:
     """What the runner keeps of a finished run (JSON values, so a kernel can send it too)."""
     from .logjson import run_finished_fields
@@ -152,10 +160,7 @@ def exit_status(records: list[dict[str, Any]], allow_errors: bool, json_logs: bo
     with_errors = sum(bool(r["errors_total"]) for r in records)
     final = (f"minigun-nb: {len(records)} run(s), {failed} failed or stopped, "
              f"{with_errors} with errors")
-    if json_logs:
-        log.info(final, extra={"run_id": None, "stage": None})
-    else:
-        print(final, file=sys.stderr, flush=True)
+    say(final, json_logs)
     return 1 if failed + (0 if allow_errors else with_errors) else 0
 
 
@@ -365,7 +370,7 @@ def run_here(target: str, source: str | None, values: dict[str, Any], script_arg
                     _finish_live(handle)  # runs the code started and left running
             except KeyboardInterrupt:
                 status = 130
-                print("minigun-nb: interrupted", file=sys.stderr, flush=True)
+                say("minigun-nb: interrupted", opts.log_json, logging.WARNING)
             except SystemExit as exc:  # the code's own exit (argparse's 2 included)
                 if exc.code not in (None, 0):
                     status = exc.code if isinstance(exc.code, int) else 1

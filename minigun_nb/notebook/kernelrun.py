@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -35,7 +37,7 @@ INJECTED_TAG = "injected-parameters"
 KERNEL = "python3"
 
 _TALLY = """
-def _minigun_nb_tally(path):
+def _minigun_nb_tally(path, logs, level):
     import json
     from minigun_nb.notebook.cli import run_record
     from minigun_nb.runtime import handle
@@ -45,7 +47,17 @@ def _minigun_nb_tally(path):
             f.write(json.dumps(run_record(result), default=str) + "\\n")
 
     handle.RESULT_LISTENERS.append(listener)
-_minigun_nb_tally({path!r})
+    if logs is not None:  # --log-json: the kernel's records too, as JSON lines in a file
+        import logging
+        from minigun_nb.notebook.logjson import JsonLinesFormatter
+
+        out = logging.FileHandler(logs, encoding="utf-8")
+        out.setFormatter(JsonLinesFormatter())
+        out.setLevel(level)
+        logger = logging.getLogger("minigun_nb")
+        logger.addHandler(out)
+        logger.setLevel(level)
+_minigun_nb_tally({path!r}, {logs!r}, {level!r})
 del _minigun_nb_tally
 """
 
@@ -90,16 +102,23 @@ def run_in_kernel(target: str, output: str, values: dict[str, Any], opts: Any) -
     """Execute ``target`` in a kernel, save it to ``output``; return the exit status."""
     import nbformat
 
-    from .cli import exit_status, log_finished
+    from .cli import exit_status, log_finished, say
     from .export import read_notebook
 
     nb = read_notebook(target)
     inject_parameters(nb, values)
     fd, tally = tempfile.mkstemp(prefix="minigun-nb-", suffix=".jsonl")
     os.close(fd)
+    logs = None
+    if opts.log_json:
+        fd, logs = tempfile.mkstemp(prefix="minigun-nb-logs-", suffix=".jsonl")
+        os.close(fd)
+    setup = _TALLY.format(path=tally, logs=logs, level=10 if opts.verbose else 20)
     state = {"interrupts": 0, "failed_cell": None, "error": None}
     try:
-        asyncio.run(_execute(nb, tally, opts.timeout, state))
+        # with --log-json stderr holds JSON lines only: the kernel's own chatter goes
+        quiet = {"stderr": subprocess.DEVNULL} if opts.log_json else {}
+        asyncio.run(_execute(nb, setup, opts.timeout, state, quiet))
     except KeyboardInterrupt:  # before the kernel was up
         state["interrupts"] = max(1, int(state["interrupts"]))  # type: ignore[call-overload]
     finally:
@@ -107,27 +126,32 @@ def run_in_kernel(target: str, output: str, values: dict[str, Any], opts: Any) -
         try:
             nbformat.write(nb, output)
         except OSError as exc:
-            print(f"minigun-nb: cannot save {output}: {exc}", file=sys.stderr)
+            say(f"minigun-nb: cannot save {output}: {exc}", opts.log_json, logging.ERROR)
         records = []
         for line in Path(tally).read_text(encoding="utf-8").splitlines():
             if line.strip():
                 records.append(json.loads(line))
         os.unlink(tally)
+        if logs is not None:  # the kernel's records first, then the runner's
+            sys.stderr.write(Path(logs).read_text(encoding="utf-8"))
+            sys.stderr.flush()
+            os.unlink(logs)
     for record in records:  # stdout keeps the summaries (the notebook has the dashboards)
         log_finished(record)
         print(record["summary"], flush=True)
     status = exit_status(records, opts.allow_errors, opts.log_json)
-    print(f"minigun-nb: saved the executed notebook as {output}", file=sys.stderr)
+    say(f"minigun-nb: saved the executed notebook as {output}", opts.log_json)
     if state["interrupts"]:
-        print("minigun-nb: interrupted", file=sys.stderr)
+        say("minigun-nb: interrupted", opts.log_json, logging.WARNING)
         return 130
     if state["error"] is not None:
-        print(f"minigun-nb: {state['error']}", file=sys.stderr)
+        say(f"minigun-nb: {state['error']}", opts.log_json, logging.ERROR)
         return 1
     return status
 
 
-async def _execute(nb: Any, tally: str, timeout: float | None, state: dict[str, Any]) -> None:
+async def _execute(nb: Any, setup: str, timeout: float | None, state: dict[str, Any],
+                   launch: dict[str, Any]) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     from nbclient.util import ensure_async
@@ -137,7 +161,7 @@ async def _execute(nb: Any, tally: str, timeout: float | None, state: dict[str, 
         resources={"metadata": {"path": os.getcwd()}},
     )
     client.reset_execution_trackers()
-    async with client.async_setup_kernel():
+    async with client.async_setup_kernel(**launch):
         kc, km = client.kc, client.km
         assert kc is not None and km is not None
         loop = asyncio.get_running_loop()
@@ -152,7 +176,7 @@ async def _execute(nb: Any, tally: str, timeout: float | None, state: dict[str, 
             loop.add_signal_handler(signal.SIGINT, interrupt)
         except (RuntimeError, NotImplementedError):  # not the main thread, or no signals
             pass
-        await _silent(client, _TALLY.format(path=tally))
+        await _silent(client, setup)
         info = await client.async_wait_for_reply(await ensure_async(kc.kernel_info()))
         if info is not None and "language_info" in info["content"]:
             nb.metadata["language_info"] = info["content"]["language_info"]

@@ -157,3 +157,24 @@ def test_verbose_without_json_logs_text_lines(tmp_path):
     assert done.returncode == 0, done.stderr
     assert " DEBUG [" in done.stderr and "stage started" in done.stderr
     assert " WARNING [" in done.stderr and "item failed in work" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_log_json_with_output_forwards_the_kernels_records(tmp_path):
+    import nbformat
+    import nbformat.v4 as v4
+
+    nb = tmp_path / "job.ipynb"
+    nbformat.write(v4.new_notebook(cells=[v4.new_code_cell(JOB)]), str(nb))
+    done = subprocess.run(
+        [sys.executable, "-m", "minigun_nb.notebook.cli", "run", str(nb), "--output",
+         str(tmp_path / "out.ipynb"), "--log-json", "--allow-errors"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=200)
+    assert done.returncode == 0, done.stderr
+    records = parse_lines(done.stderr)  # stderr is JSON lines only, the kernel's included
+    warnings = [r for r in records if r["level"] == "WARNING"]
+    finished = [r for r in records if r.get("event") == "run_finished"]
+    assert len(warnings) == 2 and all(r["stage"] == "work" for r in warnings)
+    assert [r["pipeline"] for r in finished] == ["first", "second"]
+    assert {r["run_id"] for r in warnings} == {r["run_id"] for r in finished}
