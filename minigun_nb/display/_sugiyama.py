@@ -1,7 +1,7 @@
 """The steps of the DAG layout (see :mod:`minigun_nb.display.layout`), on integer node ids.
 
 Real nodes are ``0..n-1`` in the given order; dummy nodes (one per layer a long edge passes)
-come after. Nothing here hashes a node or iterates a set, so results depend only on the
+come after. Sets serve only for membership, never for an order, so results depend only on the
 order of the input.
 """
 
@@ -19,18 +19,21 @@ def break_cycles(n: int, pairs: list[tuple[int, int]]
         return pairs, set()
     succ: list[list[int]] = [[] for _ in range(n)]
     links: list[tuple[int, int]] = []
+    linked: set[tuple[int, int]] = set()
     flipped: set[tuple[int, int]] = set()
     for s, t in pairs:
         if reaches(succ, t, s):
             flipped.add((s, t))
             s, t = t, s
-        if (s, t) not in links:  # a 2-cycle gives the same link twice
+        if (s, t) not in linked:  # a 2-cycle gives the same link twice
+            linked.add((s, t))
             succ[s].append(t)
             links.append((s, t))
     return links, flipped
 
 
 def acyclic(n: int, pairs: list[tuple[int, int]]) -> bool:
+    """True when ``pairs`` has no cycle (Kahn's algorithm)."""
     indeg = [0] * n
     succ: list[list[int]] = [[] for _ in range(n)]
     for s, t in pairs:
@@ -49,6 +52,7 @@ def acyclic(n: int, pairs: list[tuple[int, int]]) -> bool:
 
 
 def reaches(succ: list[list[int]], start: int, goal: int) -> bool:
+    """True when a path leads from ``start`` to ``goal``."""
     stack, seen = [start], {start}
     while stack:
         v = stack.pop()
@@ -119,7 +123,9 @@ class Slots:
         return order
 
 
-def order(g: Slots, iterations: int) -> list[list[int]]:
+def arrange(g: Slots, iterations: int) -> list[list[int]]:
+    """The order within each layer with the fewest crossings seen (the initial one included)
+    over ``iterations`` barycenter sweeps, alternately down and up, each then transposed."""
     order = g.initial()
     best = [list(lv) for lv in order]
     best_c = crossings(g, order)

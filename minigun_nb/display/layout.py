@@ -172,7 +172,7 @@ def layout(
 
     links, flipped = _s.break_cycles(n, [p for p in pairs if p[0] != p[1]])
     g = _s.Slots(n, _s.layers(n, links), links)
-    order = _s.order(g, iterations)
+    order = _s.arrange(g, iterations)
     crossings = _s.crossings(g, order)
     slots_max = max((len(lv) for lv in order), default=0)
     if direction == "auto":
