@@ -23,7 +23,7 @@ jupyter_client = pytest.importorskip("jupyter_client")
 # kernel's fallback parent, which must still be the blocking cell after the click.
 SETUP = textwrap.dedent(
     """
-    import threading, anywidget, traitlets
+    import sys, threading, anywidget, traitlets
     from minigun_nb.display._comm import deliver_while_busy
 
     class Probe(anywidget.AnyWidget):
@@ -44,7 +44,7 @@ SETUP = textwrap.dedent(
 
     def _later():
         stop.wait(60)
-        print("from a thread after the click")
+        sys.stdout.write("from a thread after the click\\n")  # one write: no interleaving
 
     threading.Thread(target=_later, daemon=True).start()
     """
@@ -53,7 +53,7 @@ SETUP = textwrap.dedent(
 BLOCK = textwrap.dedent(
     """
     arrived = stop.wait(WAIT_S)
-    print("ARRIVED" if arrived else "BLOCKED", probe.status)
+    sys.stdout.write(("ARRIVED " if arrived else "BLOCKED ") + probe.status + "\\n")
     """
 )
 
@@ -163,13 +163,43 @@ def test_stop_reaches_a_blocking_cell(kernel: Kernel) -> None:
 
 
 @pytest.mark.timeout(90)
+def test_every_click_arrives_while_the_cell_blocks(kernel: Kernel) -> None:
+    # Stop then Cancel: the second message is routed and handled like the first (the
+    # fallback parent recorded for it is still the cell's, not the first click's).
+    comm_id, _, _ = start_blocking(kernel, use_hook=True, wait_s=0)
+    kernel.wait_idle(kernel.kc.execute("pass"))
+    out = kernel.run(
+        "seen = []\n"
+        "probe.on_msg(lambda w, content, buffers: seen.append(content.get('drain', True)))\n"
+        "print('ready')"
+    )
+    assert out.strip() == "ready"
+    block_id = kernel.kc.execute(
+        "import time\n"
+        "deadline = time.monotonic() + 60\n"
+        "while len(seen) < 2 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "sys.stdout.write(f'SEEN {seen}\\n')"
+    )
+    kernel.wait_busy(block_id)
+    kernel.click_stop(comm_id)
+    msg = kernel.kc.session.msg(
+        "comm_msg",
+        {"comm_id": comm_id, "data": {"method": "custom",
+                                      "content": {"type": "stop", "drain": False}}},
+    )
+    kernel.kc.shell_channel.send(msg)
+    assert "SEEN [True, False]" in kernel.wait_idle(block_id).splitlines()
+
+
+@pytest.mark.timeout(90)
 def test_without_the_hook_the_click_waits_for_the_cell(kernel: Kernel) -> None:
     # The control case, proving the test above measures the hook: the same click sent
     # while the cell blocks is handled only after the cell has ended.
     comm_id, delivered, block_id = start_blocking(kernel, use_hook=False, wait_s=3)
     assert delivered == "False"
     kernel.click_stop(comm_id)
-    assert kernel.wait_idle(block_id).split() == ["BLOCKED", "running"]
+    assert kernel.wait_idle(block_id).splitlines() == ["BLOCKED running"]
     assert kernel.run("stop.wait(30); print(stop.is_set(), probe.status)").split() == [
         "True",
         "stopping",
