@@ -168,11 +168,11 @@ pipe = mg.Pipeline("browser_demo")
 
 @pipe.producer
 def numbers():
-    yield from range(200)
+    yield from range(250)
 
 @pipe.processor(workers=1)
 def slow(x):
-    time.sleep(0.025)   # 200 items: about 5 s
+    time.sleep(0.025)   # 250 items: about 6 s
     if x == 3:
         raise ValueError({XSS!r})
     return x
@@ -330,7 +330,7 @@ def test_second_click_cancels(lab: Lab, watched_page: Watched) -> None:
     """Stop drains and the run line counts what is left; a second click cancels the rest."""
     from playwright.sync_api import expect
 
-    # 0.1 s an item: a drain of the queue would take about 20 s, so the run is still
+    # 0.1 s an item: a drain of the queue would take about 25 s, so the run is still
     # stopping when the second click comes and can only end "cancelled" through it.
     slower = PIPELINE.replace("time.sleep(0.025)", "time.sleep(0.1)")
     write_notebook(lab.root, "cancel.ipynb", slower, RUN, CHECK)
