@@ -178,3 +178,24 @@ def test_log_json_with_output_forwards_the_kernels_records(tmp_path):
     assert len(warnings) == 2 and all(r["stage"] == "work" for r in warnings)
     assert [r["pipeline"] for r in finished] == ["first", "second"]
     assert {r["run_id"] for r in warnings} == {r["run_id"] for r in finished}
+
+
+def test_every_logging_call_of_the_runtime_passes_run_id_and_stage():
+    """A guard for new call sites: each log call in runtime/, executors/ and observe/ gives
+    ``extra=`` (the run's ``log_extra(stage)``), so no record of a run lacks its id."""
+    import ast
+
+    package = Path(mg.__file__).parent
+    missing = []
+    for folder in ("runtime", "executors", "observe"):
+        for path in sorted((package / folder).glob("*.py")):
+            source = path.read_text()
+            for node in ast.walk(ast.parse(source)):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("debug", "info", "warning", "error",
+                                               "exception", "critical", "log")
+                        and isinstance(node.func.value, ast.Name)
+                        and node.func.value.id in ("log", "logger")
+                        and not any(k.arg == "extra" for k in node.keywords)):
+                    missing.append(f"{folder}/{path.name}:{node.lineno}")
+    assert missing == []
