@@ -177,6 +177,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={root}",
                 "--ServerApp.terminals_enabled=False",
+                # Should pytest die without its finalizers (SIGKILL), the server, which has
+                # a session of its own, still ends itself after 10 idle minutes.
+                "--ServerApp.shutdown_no_activity_timeout=600",
                 # No network from the server either: no news feed, no update check.
                 "--LabApp.news_url=None",
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
