@@ -409,3 +409,15 @@ def test_sigint_with_output_drains_the_kernels_run_and_saves_the_notebook(tmp_pa
     saved = nbformat.read(str(out), 4)
     assert any("STATUS stopped" in o.get("text", "") for o in saved.cells[1].outputs)
     assert not saved.cells[2].get("outputs")  # no further cell ran
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_output_with_a_cell_timeout_exits_1_and_saves(tmp_path):
+    nb = notebook(tmp_path, "import time\ntime.sleep(120)", "print('never')")
+    out = tmp_path / "executed.ipynb"
+    done = cli("run", str(nb), "--output", str(out), "--timeout", "3", cwd=tmp_path,
+               timeout=200)
+    assert done.returncode == 1
+    assert "cell 2 ran longer than --timeout 3.0 s" in done.stderr
+    assert out.is_file() and not nbformat.read(str(out), 4).cells[2].get("outputs")
