@@ -473,7 +473,16 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_export(opts)
         return cmd_run(opts, script_args)
     except UsageError as exc:
-        print(f"minigun-nb: {exc}", file=sys.stderr)
+        if getattr(opts, "log_json", False):  # still one line, and JSON like the rest
+            from .logjson import install, uninstall
+
+            undo = install(json_lines=True)
+            try:
+                log.error(f"minigun-nb: {exc}", extra={"run_id": None, "stage": None})
+            finally:
+                uninstall(undo)
+        else:
+            print(f"minigun-nb: {exc}", file=sys.stderr)
         return 2
 
 

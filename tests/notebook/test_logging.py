@@ -199,3 +199,10 @@ def test_every_logging_call_of_the_runtime_passes_run_id_and_stage():
                         and not any(k.arg == "extra" for k in node.keywords)):
                     missing.append(f"{folder}/{path.name}:{node.lineno}")
     assert missing == []
+
+
+def test_a_usage_error_with_log_json_is_one_json_line(tmp_path):
+    done = run_job(tmp_path, "--log-json", "-p", "nope=1")
+    assert done.returncode == 2
+    (record,) = parse_lines(done.stderr)
+    assert record["level"] == "ERROR" and "takes no parameters" in record["message"]
