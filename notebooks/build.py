@@ -65,7 +65,7 @@ def execute(nb: nbformat.NotebookNode, cwd: Path = HERE, kernel_name: str = "pyt
         nb,
         kernel_name=kernel_name,
         timeout=timeout,
-        store_widget_state=False,  # finished runs leave no widget state (the static dashboard stays)
+        store_widget_state=False,  # a finished run leaves no widget state, only its dashboard
         record_timing=False,  # keeps the saved notebooks free of per-cell timestamps
         resources={"metadata": {"path": str(cwd)}},
     )
@@ -95,9 +95,9 @@ def build(source: Path) -> tuple[Path, float]:
     """Build, execute and save one tutorial; return its path and run time in seconds."""
     nb = make_notebook(source)
     target = HERE / source.with_suffix(".ipynb").name
-    # the notebook exists on disk before it runs (the cron tutorial exports itself)
-    if not target.exists():
-        nbformat.write(nb, target)
+    # the notebook is on disk, as it now reads, before it runs: the cron tutorial exports
+    # itself (if the run fails, the file is left unexecuted; git has the last good one)
+    nbformat.write(nb, target)
     seconds = execute(nb)
     tidy(nb)
     nbformat.write(nb, target)
