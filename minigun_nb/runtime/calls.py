@@ -29,6 +29,11 @@ class Control(BaseException):
     ``Control`` first and let it through."""
 
 
+class ItemCancelled(Control):
+    """Raised at an emission (a yield, ``output.emit``) of an item running when the run is
+    cancelled: the generator is closed there and the item counted as cancelled."""
+
+
 @dataclass(slots=True)
 class ErrorRecord:
     """One row of ``result.errors`` (the exception object kept for ``StageError.__cause__``)."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AmbiguousStageError, UnknownStageError
+from .calls import ItemCancelled
 from .emit import Routed
 
 if TYPE_CHECKING:
@@ -61,6 +62,12 @@ class Emitter:
         #: what one item may emit before a full buffer leaves while it is still emitting
         self.item_hold = st.max_put
         self.due = False
+        #: set from another thread (:meth:`nudge`): the next emission delivers the buffer (a
+        #: long item streams) or, once the run is cancelled, raises ItemCancelled
+        self.nudged = False
+        self.put_size = self.max_put  # max_put while not nudged
+        self.items_started = 0  # item_start calls: the ticker sees an item that runs long
+        self.seen_started = -1
         self.count = 0  # emissions so far (items_out): static ones, dynamic ones once delivered
         self.flushes = 0  # static deliveries so far (did a buffer leave during this item?)
         self.reported = 0  # emissions already published (producers report as they go)
@@ -126,15 +133,19 @@ class Emitter:
             if len(out) >= self.max_put:
                 self.due = True
                 if len(out) >= self.hold:
+                    if self.nudged and self.run.cancelled:
+                        raise ItemCancelled
                     self.flush()
         else:
             path = self.pick(item).path
             buf = self.per[path]
             buf.append(item)
             self.out.append(path)
-            if len(buf) >= self.limit[path]:
+            if len(buf) >= self.limit[path] or self.nudged:
                 self.due = True
                 if len(self.out) >= self.hold:
+                    if self.nudged and self.run.cancelled:
+                        raise ItemCancelled
                     self.flush()
 
     def send(self, name: str, item: Any) -> None:
@@ -159,7 +170,19 @@ class Emitter:
         :meth:`discard_item_emissions`."""
         mark = len(self.out)
         self.hold = mark + self.item_hold
+        self.items_started += 1
         return mark
+
+    def nudge(self, cancel: bool = False) -> None:
+        """Called from another thread: the next emission delivers what is buffered, even in
+        the middle of an item (what a long generator yields moves on, SPEC §14); after a
+        cancel it raises :class:`ItemCancelled` instead. Costs the hot path nothing: it
+        lowers the thresholds that ``emit`` already tests."""
+        if self.put_size >= 1 << 62 and not cancel:
+            return  # ordered=True: a chunk's outputs wait for its turn
+        self.nudged = True
+        self.hold = 0
+        self.max_put = 0
 
     def discard_item_emissions(self, mark: int, mark_flushes: int) -> None:
         """Withdraw what the current item emitted since ``mark`` (``len(out)`` when it
@@ -199,6 +222,10 @@ class Emitter:
     def flush(self) -> None:
         """Deliver every buffered static emission."""
         self.due = False
+        if self.nudged:
+            self.nudged = False
+            self.max_put = self.put_size
+            self.hold = self.item_hold
         if self.pick is None:
             if not self.out:
                 return

@@ -10,7 +10,7 @@ import time
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
-from .calls import Control
+from .calls import Control, ItemCancelled
 from .emit import Routed
 
 if TYPE_CHECKING:
@@ -108,6 +108,11 @@ def run_chunk(
             try:
                 if _emit_lazy(em, r):
                     filtered += 1
+            except ItemCancelled:  # the run was cancelled while this item emitted
+                cancelled = [chunk[j] for j in range(i, n) if results[j] is not _FAILED]
+                st.run.cancel_items(st, cancelled)
+                em.count += direct
+                return n - failed - len(cancelled), failed, filtered, []
             except Control:
                 raise
             except BaseException as exc:  # noqa: BLE001 - an item error, recorded
@@ -155,6 +160,10 @@ def _run_chunk_loop(
                     t = perf()
                     lat_append(t - t_prev)
                     t_prev = t
+        except ItemCancelled:  # the run was cancelled while this item emitted
+            st.run.cancel_items(st, chunk[i - 1:])
+            em.count += direct
+            return i - 1 - failed, failed, filtered, lat, lazy
         except Control:
             raise
         except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too), recorded
@@ -184,5 +193,7 @@ def _emit_lazy(em: Emitter, r: Any) -> bool:
             em.flush_dynamic()
     except BaseException:
         em.discard_item_emissions(mark, flushes)
+        if type(r) is GeneratorType:
+            r.close()  # run its finally blocks now (it stopped at a yield: a cancel)
         raise
     return em.count == before

@@ -37,7 +37,7 @@ from .calls import ErrorRecord, error_record
 from .channel import CANCELLED, OK
 from .emitter import RoutingError
 from .producer import Handoff
-from .stagerun import MAX_CHUNK, StageRun
+from .stagerun import MAX_CHUNK, StageRun, nudge_emitters, stream_ticker
 
 if TYPE_CHECKING:
     from ..core.pipeline import Pipeline
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("minigun_nb")
 FEEDER = "<items>"
+NOT_WORKER_KINDS = ("producer", "batch", "debatch", "rebatch", "accumulator")
 TICK_SECONDS = 0.1  # displays refresh at most 10 times a second, whatever the item rate
 
 
@@ -350,8 +351,15 @@ class Run:
         self.publish(RunStarted(self.run_id, self.started, infos, self.graph.name, edges,
                                 _total(self.items)))
         log.debug("run %s started", self.run_id, extra=self.log_extra())
+        if self.graph.entries:
+            with self.lock:  # the feeder ends the run too: its last deliveries count (§14)
+                self.unfinished += 1
         for st in self.stages.values():
             st.start()
+        if any(st.kind not in NOT_WORKER_KINDS and st.spec.options["backend"] in
+               ("thread", "inline") for st in self.stages.values()):
+            threading.Thread(target=stream_ticker, args=(self,), daemon=True,
+                             name=f"mg-{self.graph.name}-ticker").start()
         if self.graph.entries:
             threading.Thread(target=self._feed, name=f"mg-{self.graph.name}-items",
                              daemon=True).start()
@@ -404,6 +412,7 @@ class Run:
         finally:
             for g in self.external.get(FEEDER, ()):
                 g.sender_done()
+            self._participant_done()
 
     def stage_finished(self, st: StageRun) -> None:
         if st.status in ("pending", "running"):
@@ -413,6 +422,11 @@ class Run:
         log.debug("stage finished: %s", st.status, extra=self.log_extra(st.path))
         for g in self.external.get(st.path, ()):
             g.sender_done()
+        self._participant_done()
+
+    def _participant_done(self) -> None:
+        """A stage or the ``items=`` feeder has ended; the last one ends the run, so the
+        RunResult is final when ``wait()`` returns (no thread of the run still counting)."""
         with self.lock:
             self.unfinished -= 1
             last = self.unfinished == 0
@@ -439,6 +453,7 @@ class Run:
         """Stop now: queued items and items not yet started are cancelled."""
         self.cancelled = True
         self.stop()
+        nudge_emitters(self, cancel=True)  # a running generator ends at its next yield
         for st in self.stages.values():
             if st.channel is not None:
                 items = st.channel.cancel()

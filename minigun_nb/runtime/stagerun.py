@@ -22,6 +22,7 @@ from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
 from ..observe.histogram import time_this_chunk
 from .calls import (
     Control,
+    ItemCancelled,
     TimeoutCaller,
     as_resources,
     backoff_delay,
@@ -48,6 +49,44 @@ def _yields(fn: Any) -> bool:
     """True for a generator function (or an instance whose ``__call__`` is one)."""
     return inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(
         getattr(fn, "__call__", None))  # noqa: B004 - instances need __call__
+
+
+#: how often the ticker looks for items that run long while their outputs wait
+STREAM_SECONDS = 0.05
+
+
+def nudge_emitters(run: Run, cancel: bool = False) -> None:
+    """Nudge worker emitters: after a cancel all of them (the next emission of a running
+    item raises ItemCancelled: a generator or emit loop ends between two yields); else those
+    whose current item has run since the last look with outputs waiting, so what a long
+    generator yields moves on within about two ticks (SPEC §14)."""
+    for st in run.stages.values():
+        for em in tuple(st.emitters):
+            if cancel:
+                em.nudge(cancel=True)
+                continue
+            started = em.items_started
+            if started == em.seen_started and em.out:
+                em.nudge()
+            em.seen_started = started
+
+
+def stream_ticker(run: Run) -> None:
+    """The run's ticker thread (only when it has thread or inline worker stages)."""
+    while not run.done.wait(STREAM_SECONDS):
+        if run.cancelled:
+            return
+        nudge_emitters(run)
+
+
+def _sleep_unless_cancelled(run: Run, seconds: float) -> None:
+    """A retry's backoff, cut short by a cancel of the run."""
+    end = perf() + seconds
+    while not run.cancelled:
+        left = end - perf()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.05))
 
 
 def _later(pending: list[Any], name: str, item: Any) -> None:
@@ -80,6 +119,8 @@ class StageRun:
         self.lock = threading.Lock()
         self.in_hand = 0  # items taken by workers and not yet finished (least_loaded)
         self.threads: list[threading.Thread] = []
+        #: the emitters of this stage's worker threads (nudged by :func:`nudge_emitters`)
+        self.emitters: list[Emitter] = []
         self.remote: Any = None  # the kernel side of a process/fork/async/dask stage
         # ordered=True: chunks are numbered when taken and their outputs released in that
         # order; a worker whose turn has not come waits, so at most one chunk of outputs per
@@ -176,6 +217,8 @@ class StageRun:
         ch = self.channel
         assert ch is not None
         em = Emitter(self)
+        with self.lock:
+            self.emitters.append(em)
         try:
             resources = self.setup()
         except Exception as exc:  # noqa: BLE001 - no worker without its resources
@@ -201,7 +244,8 @@ class StageRun:
         sampled = timed_items = 0
         ordered = self.ordered
         if ordered:
-            em.max_put = em.hold = em.item_hold = 1 << 62  # hold a chunk's outputs until its turn
+            # hold a chunk's outputs until its turn
+            em.max_put = em.put_size = em.hold = em.item_hold = 1 << 62
         else:
             em.hold = em.item_hold = max(em.max_put, MAX_CHUNK)  # see Emitter.item_start
         try:
@@ -241,8 +285,9 @@ class StageRun:
                         processed += 1
                         mark, mark_count, mark_flushes = em.item_start(), em.count, em.flushes
                         attempt = 1
+                        cut = False  # the run was cancelled while the item emitted
                         while True:
-                            out = None
+                            out = r = None
                             try:
                                 if call_out is not None:
                                     if timer is not None:
@@ -271,26 +316,39 @@ class StageRun:
                                 if em.count == mark_count:
                                     filtered += 1
                                 break
+                            except ItemCancelled:
+                                em.discard_item_emissions(mark, mark_flushes)
+                                if type(r) is GeneratorType:
+                                    r.close()  # between two yields: its finally blocks run
+                                cut = True
+                                break
                             except Control:
                                 raise
                             except BaseException as exc:  # noqa: BLE001 - an item error
-                                if (attempt <= retries and isinstance(exc, spec.options["retry_on"])
-                                        and not isinstance(exc, ROUTING_ERRORS)
-                                        and not run.cancelled):
-                                    em.discard_item_emissions(mark, mark_flushes)
-                                    retried += 1
-                                    delay = backoff_delay(spec, attempt)
-                                    attempt += 1
-                                    if delay:
-                                        time.sleep(delay)
-                                    continue
                                 em.discard_item_emissions(mark, mark_flushes)
+                                if (attempt <= retries and isinstance(exc, spec.options["retry_on"])
+                                        and not isinstance(exc, ROUTING_ERRORS)):
+                                    if not run.cancelled:
+                                        retried += 1
+                                        delay = backoff_delay(spec, attempt)
+                                        attempt += 1
+                                        if delay:
+                                            _sleep_unless_cancelled(run, delay)
+                                        if not run.cancelled:
+                                            continue
+                                    # the run's cancel, not the item, ended its attempts:
+                                    # it is cancelled, not failed (SPEC §14)
+                                    run.cancel_items(self, [item])
+                                    break
                                 failed += 1
                                 run.record_error(self, item, exc, attempt)
                                 break
                             finally:
                                 if out is not None:
                                     out.close()
+                        if cut:
+                            processed -= 1  # cancelled with the rest of the chunk
+                            break
                         if em.due:
                             em.flush()
                         if track:
