@@ -238,6 +238,18 @@ def dump_items(items: Sequence[Any], oob: bool = False) -> Payload:
 _standins: dict[str, type[Exception]] = {}
 
 
+class RemoteTraceback(Exception):
+    """The worker's traceback, chained as the cause of an exception rebuilt in the kernel
+    (as ``concurrent.futures`` does), so a printed ``StageError`` shows the user's line."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb.rstrip()}\n"""'
+
+
 def load_exception(err: ErrorInfo) -> BaseException:
     """The remote exception when it could travel, else a stand-in of the same class name."""
     if err.blob is not None:

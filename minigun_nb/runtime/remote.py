@@ -35,7 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DefinitionError, WorkerCrashed
 from ..executors import make_executor
-from ..executors.base import Job, Outcome, TaskCancelled, WorkerDied, load_exception
+from ..executors.base import (
+    Job,
+    Outcome,
+    RemoteTraceback,
+    TaskCancelled,
+    WorkerDied,
+    load_exception,
+)
 from ..observe.events import ChunkProcessed, ItemsTaken
 from .emit import Routed
 from .emitter import ROUTING_ERRORS, Emitter
@@ -594,6 +601,8 @@ class RemoteStage:
         run = self.run
         if tb:
             tb = self._fix_tb(tb)
+            if exc.__cause__ is None:  # the printed StageError shows the worker's frames
+                exc.__cause__ = RemoteTraceback(tb)
         if has_item:
             run.record_error(self.st, item, exc, attempts)
         else:  # setup/teardown: a row that concerns no item (never re-driven)
