@@ -48,12 +48,17 @@ _LINE_BACKEND_KINDS = ("processor", "consumer")
 _MAGIC_LINE = re.compile(r"^\s*(?:[%!]|[\w.\[\], ]+=\s*[%!])")
 
 _DISPLAY_FALLBACK = '''\
-def display(*objs, **_options):
+def display(*objs, **options):
     """display() of a notebook cell, in a script: print each object's text form."""
     try:
+        from IPython import get_ipython
         from IPython.lib.pretty import pretty as text
     except ImportError:  # no IPython: repr() is the text form
-        text = repr
+        get_ipython, text = None, repr
+    if get_ipython is not None and get_ipython() is not None:  # run by IPython: its own
+        from IPython.display import display as show
+
+        return show(*objs, **options)
     for obj in objs:
         print(obj if isinstance(obj, str) else text(obj))
 '''

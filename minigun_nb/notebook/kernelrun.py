@@ -34,7 +34,8 @@ from typing import Any
 __all__ = ["inject_parameters", "run_in_kernel"]
 
 INJECTED_TAG = "injected-parameters"
-KERNEL = "python3"
+#: the kernel runs this very Python (the runner's virtualenv), whatever kernelspecs are installed
+KERNEL = "minigun-nb-python"
 
 _TALLY = """
 def _minigun_nb_tally(path, logs, level):
@@ -118,7 +119,8 @@ def run_in_kernel(target: str, output: str, values: dict[str, Any], opts: Any) -
     try:
         # with --log-json stderr holds JSON lines only: the kernel's own chatter goes
         quiet = {"stderr": subprocess.DEVNULL} if opts.log_json else {}
-        asyncio.run(_execute(nb, setup, opts.timeout, state, quiet))
+        with tempfile.TemporaryDirectory(prefix="minigun-nb-kernel-") as specs:
+            asyncio.run(_execute(nb, setup, opts.timeout, state, quiet, specs))
     except KeyboardInterrupt:  # before the kernel was up
         state["interrupts"] = max(1, int(state["interrupts"]))  # type: ignore[call-overload]
     finally:
@@ -151,14 +153,14 @@ def run_in_kernel(target: str, output: str, values: dict[str, Any], opts: Any) -
 
 
 async def _execute(nb: Any, setup: str, timeout: float | None, state: dict[str, Any],
-                   launch: dict[str, Any]) -> None:
+                   launch: dict[str, Any], specs: str) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     from nbclient.util import ensure_async
 
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name=KERNEL, store_widget_state=False, allow_errors=False,
-        resources={"metadata": {"path": os.getcwd()}},
+        nb, km=_kernel_manager(specs), timeout=timeout, kernel_name=KERNEL, store_widget_state=False,
+        allow_errors=False, resources={"metadata": {"path": os.getcwd()}},
     )
     client.reset_execution_trackers()
     async with client.async_setup_kernel(**launch):
@@ -202,6 +204,22 @@ async def _execute(nb: Any, setup: str, timeout: float | None, state: dict[str, 
                 return
         if not stop.is_set():
             await _silent(client, _WAIT)
+
+
+def _kernel_manager(specs: str) -> Any:
+    """A kernel manager whose only kernelspec (written in the folder ``specs``) runs
+    ``sys.executable -m ipykernel_launcher``."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+
+    folder = Path(specs) / KERNEL
+    folder.mkdir()
+    (folder / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python (minigun-nb run)", "language": "python",
+    }))
+    specs = KernelSpecManager(kernel_dirs=[str(folder.parent)], ensure_native_kernel=False)
+    return AsyncKernelManager(kernel_name=KERNEL, kernel_spec_manager=specs)
 
 
 async def _silent(client: Any, code: str) -> None:
