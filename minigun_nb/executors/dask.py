@@ -22,6 +22,7 @@ killing workers is re-run alone until it is a ``WorkerCrashed`` row (``crash_ret
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import threading
@@ -37,6 +38,50 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("minigun_nb")
 ADDRESS_ENV = "MINIGUN_DASK_ADDRESS"
+
+
+def unguarded_script_line() -> int | None:
+    """The line of a script's top-level code that started this run outside an
+    ``if __name__ == "__main__":`` block, or None (guarded, a notebook, a REPL, unknown).
+
+    Dask spawns a LocalCluster's workers, which import ``__main__`` again: an unguarded run
+    would start again in every worker, whose nanny fails with "An attempt has been made to
+    start a new process before the current process has finished its bootstrapping phase".
+    """
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return None
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>"
+                                     and frame.f_globals.get("__name__") == "__main__"
+                                     and frame.f_code.co_filename == path):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    line = frame.f_lineno
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_test(node.test):
+            end = node.body[-1].end_lineno or node.body[-1].lineno
+            if node.body[0].lineno <= line <= end:
+                return None
+    return line
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    if not isinstance(test, ast.Compare) or len(test.comparators) != 1:
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    consts = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return bool(names and consts)
 _install_lock = threading.Lock()
 
 

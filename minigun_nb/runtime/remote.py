@@ -22,6 +22,7 @@ import itertools
 import linecache
 import logging
 import math
+import os
 import queue
 import re
 import threading
@@ -82,13 +83,22 @@ def prepare_run(run: Run) -> None:
     specs = _remote_specs(run)
     dask_stages = [s.path for s in specs if s.options["backend"] == "dask"]
     if dask_stages:
-        from ..executors.dask import available
+        from ..executors.dask import ADDRESS_ENV, available, unguarded_script_line
 
         if not available():
             raise DefinitionError(
                 f"stage {dask_stages[0]!r}: backend='dask' needs Dask distributed, which is "
                 f"not installed; install the extra with `pip install minigun_nb[dask]` "
                 f"(or use backend='process')."
+            )
+        local = run.graph.options.get("dask_client") is None and not os.environ.get(ADDRESS_ENV)
+        line = unguarded_script_line() if local else None
+        if line is not None:
+            raise DefinitionError(
+                f"stage {dask_stages[0]!r}: backend='dask' starts a LocalCluster, whose "
+                f"workers import this script again, but the run starts at line {line} outside "
+                f"an `if __name__ == \"__main__\":` block; put the code that runs the pipeline "
+                f"under that guard (or pass dask_client= / set {ADDRESS_ENV})."
             )
     if any(s.options["backend"] in ("process", "fork") for s in specs):
         for _pp, hook in run.graph.hooks.get("before_fork", ()):
