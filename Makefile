@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := widgets/node_modules/.installed
 
-.PHONY: demo test test-js test-py bench lint lab notebooks chromium clean
+.PHONY: demo test test-js test-py test-notebooks bench lint lab notebooks chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,13 @@ test: $(STAMP) $(NODE_STAMP) chromium
 	$(BIN)/ruff check minigun_nb tests bench examples
 	$(MAKE) --no-print-directory test-js
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-notebooks
+
+# The tutorials, cell by cell (nbval): every cell must run; the cells tagged
+# nbval-check-output are compared with their saved outputs, timings and ids sanitized.
+test-notebooks: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
 test-js: $(NODE_STAMP)
 	cd widgets && node --test
@@ -44,6 +51,9 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check minigun_nb tests bench examples
 	$(BIN)/mypy
+
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/build.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter-lab notebooks
