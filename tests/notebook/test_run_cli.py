@@ -421,3 +421,35 @@ def test_output_with_a_cell_timeout_exits_1_and_saves(tmp_path):
     assert done.returncode == 1
     assert "cell 2 ran longer than --timeout 3.0 s" in done.stderr
     assert out.is_file() and not nbformat.read(str(out), 4).cells[2].get("outputs")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(os.name != "posix", reason="a pseudo-terminal")
+def test_hud_in_a_terminal_shows_the_dashboard_and_q_stops_the_job(tmp_path):
+    pexpect = pytest.importorskip("pexpect")
+    nb = notebook(tmp_path, textwrap.dedent("""\
+        import itertools, time
+        import minigun_nb as mg
+        pipe = mg.Pipeline("endless", queue_size=10)  # a short drain after q
+        pipe.producer(lambda: itertools.count(), name="numbers")
+        @pipe.consumer
+        def slowly(x):
+            time.sleep(0.01)
+        result = pipe.run()
+        print("STATUS", result.status)
+    """))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["TERM"] = "xterm-256color"
+    child = pexpect.spawn(sys.executable, ["-m", "minigun_nb.notebook.cli", "run", str(nb),
+                                           "--hud"], cwd=str(tmp_path), env=env,
+                          dimensions=(30, 110), timeout=60, encoding="utf-8",
+                          codec_errors="replace")
+    for word in ("P50 ms", "P99 ms", "numbers", "slowly"):  # the HUD is on the screen
+        child.expect_exact(word)
+    child.send("q")  # stops the run, draining
+    child.expect(r"run \w+ stopped in ")  # the summary once the HUD has left the screen
+    child.expect(r"STATUS (\w+)")
+    assert child.match.group(1) == "stopped"
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1  # a stopped run: the job did not finish
