@@ -17,13 +17,38 @@ grow with the item rate.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import DefinitionError
 
 DISPLAYS = ("auto", "widget", "progress", "hud", "text", "none")
 
-__all__ = ["DISPLAYS", "choose", "displays_for", "in_kernel"]
+__all__ = ["DISPLAYS", "choose", "displays_for", "forced", "in_kernel"]
+
+#: while a headless job runs (``minigun-nb run``), the display every run gets
+_FORCED: list[str] = []
+
+
+@contextmanager
+def forced(display: str) -> Iterator[None]:
+    """Give every run started inside the block ``display`` (``display=`` is still checked).
+
+    ``minigun-nb run`` uses it so a job is seen as text (or the HUD) whatever its code asks.
+
+    Examples
+    --------
+    >>> with forced("none"):
+    ...     displays_for("text")
+    []
+    """
+    choose(display)  # a bad value fails here, not in the first run
+    _FORCED.append(display)
+    try:
+        yield
+    finally:
+        _FORCED.remove(display)
 
 
 def in_kernel() -> bool:
@@ -78,6 +103,8 @@ def choose(display: str) -> str:
 def displays_for(display: str) -> list[Any]:
     """The display objects that implement ``display=`` for one run (checked before it starts)."""
     mode = choose(display)
+    if _FORCED:
+        mode = choose(_FORCED[-1])
     if mode == "none":
         return []
     if mode == "text":

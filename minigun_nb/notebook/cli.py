@@ -187,20 +187,10 @@ def report(records: list[dict[str, Any]]) -> None:
 def forced_display(mode: str) -> Iterator[None]:
     """Every run started in here gets display ``mode`` whatever its code asks: the runner
     decides how a headless job is seen (``display=`` values are still checked)."""
-    from .. import display as displays
+    from ..display import forced
 
-    original = displays.displays_for
-
-    def displays_for(display: str) -> list[Any]:
-        if display not in displays.DISPLAYS:
-            return original(display)  # the usual DefinitionError
-        return original(mode)
-
-    displays.displays_for = displays_for  # type: ignore[assignment]
-    try:
+    with forced(mode):
         yield
-    finally:
-        displays.displays_for = original  # type: ignore[assignment]
 
 
 class Interrupts:
