@@ -78,6 +78,29 @@ class _Collector(threading.local):
         self.dyn.append((self.index, name, item))
 
 
+#: how often a worker process checks that its parent is still there
+PARENT_POLL_SECONDS = 0.5
+_watching: list[int] = []
+
+
+def watch_parent(parent: int) -> None:
+    """End this worker process within about a second of its parent's death (SIGKILL,
+    SIGTERM of a script, a crashed kernel): without it a warm loky worker is re-parented to
+    init and lives on until its idle timeout, a fork child until its chunk ends (SPEC §14).
+    A loky ``initializer`` and the first thing a fork child does."""
+    if _watching:
+        return
+    _watching.append(parent)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_SECONDS)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="mg-parent-watch", daemon=True).start()
+
+
 # -- per-item timeouts ---------------------------------------------------------------------------
 class _Watchdog:
     """Ends the process when an item overruns its deadline and ignored the soft timeout."""
@@ -599,10 +622,12 @@ def write_frame(fd: int, payload: Payload) -> None:
         _write_all(fd, v)
 
 
-def fork_child(job: Job, items: Sequence[Any], fd: int) -> int:
+def fork_child(job: Job, items: Sequence[Any], fd: int, parent: int) -> int:
     """Body of a fork child: run the chunk, stream outcomes over ``fd``; the exit code."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the kernel decides when to stop
+        _watching.clear()  # a thread of the parent's does not survive the fork
+        watch_parent(parent)
         prep = Prepared(job, "fork")
         err = prep.ensure(force_after_fork=True)
         if err is not None:

@@ -122,13 +122,14 @@ class ForkExecutor:
                     stream.flush()
                 except Exception:  # noqa: BLE001 - a closed or odd stream
                     pass
+            parent = os.getpid()
             pid = os.fork()
             if pid == 0:  # the child: never returns
                 code = 70
                 try:
                     os.close(r)
                     assert self.job is not None
-                    code = _chunk.fork_child(self.job, items, w)
+                    code = _chunk.fork_child(self.job, items, w, parent)
                 finally:
                     os._exit(code)
             os.close(w)

@@ -2,11 +2,17 @@
 
 loky's process-wide reusable executor is a singleton that is replaced whenever it is asked for
 other arguments, so it cannot serve several stages: each stage owns a ``ProcessPoolExecutor``,
-keyed by the Stage object and its worker count, so re-running a pipeline (or a cell a minute
-later) finds its workers warm. A run holds its pool's workers until it ends, so a run that
-starts while another run of the same stage is going gets a second pool (kept warm too). Workers exit after ``worker_idle_timeout`` idle seconds (loky's
-``timeout=``) and the pool itself is closed after that long unused; ``mg.shutdown()`` and
-interpreter exit close every pool now. A pool whose worker died is replaced on the next submit.
+keyed by the pipeline's name, the stage's path and its worker count (not by the Stage object:
+a cell re-run ten times, its old pipelines kept alive by ``Out[]``, reuses one pool), so
+re-running a pipeline (or a cell a minute later) finds its workers warm. A run holds its
+pool's workers until it ends, so a run that starts while another run of the same stage is
+going gets a second pool. When a pool goes idle, other idle pools of the same stage path
+close, and idle workers across all stages are capped at the CPU count
+(``MINIGUN_MAX_IDLE_WORKERS``), the oldest idle pool closing first. Workers exit after
+``worker_idle_timeout`` idle seconds (loky's ``timeout=``), within a second of the kernel's
+death (they watch their parent), and the pool itself is closed after that long unused;
+``mg.shutdown()`` and interpreter exit close every pool now. A pool whose worker died is
+replaced on the next submit.
 
 During a run each worker runs one long loky task (``_wire.serve``) that connects back over a
 private local socket and takes the run's chunks from it; loky still owns the processes (their
@@ -35,7 +41,6 @@ import struct
 import tempfile
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -119,7 +124,11 @@ class StagePool:
                 ex.shutdown(wait=True, kill_workers=True)
                 ex = None
             if ex is None:
-                ex = ProcessPoolExecutor(max_workers=self.workers, timeout=self.idle)
+                from ._chunk import watch_parent
+
+                # workers end within a second of this process's death (SPEC §14)
+                ex = ProcessPoolExecutor(max_workers=self.workers, timeout=self.idle,
+                                         initializer=watch_parent, initargs=(os.getpid(),))
                 self._ex = ex
                 log.debug(
                     "process pool of %s started (%d workers, idle timeout %s s)",
@@ -141,10 +150,13 @@ class StagePool:
         with self._lock:
             self.users -= 1
             self.last_used = time.monotonic()
-            if self.users == 0 and not self.closed:
+            idle = self.users == 0 and not self.closed
+            if idle:
                 self._timer = threading.Timer(self.idle, self._close_if_idle)
                 self._timer.daemon = True
                 self._timer.start()
+        if idle:
+            _trim_idle(self)
 
     def _close_if_idle(self) -> None:
         with self._lock:
@@ -181,7 +193,34 @@ def _close_forgotten() -> None:
         _forget(key)
 
 
-def get_pool(stage: Any, name: str, workers: int, idle: float) -> StagePool:
+#: idle warm workers kept across all stages; beyond it the oldest idle pools close
+MAX_IDLE_WORKERS = int(os.environ.get("MINIGUN_MAX_IDLE_WORKERS", 0)) or (os.cpu_count() or 4)
+
+
+def _trim_idle(released: StagePool) -> None:
+    """A pool just went idle: keep one idle pool per stage path (the one just released)
+    and at most :data:`MAX_IDLE_WORKERS` idle workers in all, closing the oldest first."""
+    with _registry_lock:
+        idle = sorted((p for p in _registry.values() if p.users == 0 and not p.closed),
+                      key=lambda p: p.last_used, reverse=True)  # newest first
+        doomed = [p for p in idle if p is not released and p.key[:2] == released.key[:2]]
+        total = 0
+        for p in idle:
+            if p in doomed:
+                continue
+            total += p.workers
+            if total > MAX_IDLE_WORKERS and p is not idle[0]:
+                doomed.append(p)
+        for p in doomed:
+            _registry.pop(p.key, None)
+    for p in doomed:
+        log.debug("closing the idle process pool of %s (idle workers capped at %d)", p.name,
+                  MAX_IDLE_WORKERS, extra={"run_id": None, "stage": p.name})
+        p.close(wait=False)
+
+
+def get_pool(stage: Any, name: str, workers: int, idle: float,
+             owner: str = "") -> StagePool:
     """A warm pool of ``stage`` that no run is using (created when there is none); the
     caller must release() it.
 
@@ -194,17 +233,13 @@ def get_pool(stage: Any, name: str, workers: int, idle: float) -> StagePool:
     _close_forgotten()
     with _registry_lock:
         for slot in itertools.count():
-            key = (id(stage), workers, float(idle), slot)
+            # keyed by the stage's path, not the Stage object: a cell re-run ten times (its
+            # old pipelines kept alive by Out[]) reuses one pool; the job travels per run
+            key = (owner, name, workers, float(idle), slot)
             pool = _registry.get(key)
             if pool is None or pool.closed:
                 pool = StagePool(key, name, workers, float(idle))
                 _registry[key] = pool
-                try:
-                    # a redefined stage (a re-run cell) frees its old pool now, not after
-                    # the idle timeout
-                    weakref.finalize(stage, _forget_later, key)
-                except TypeError:
-                    pass
                 break
             if pool.users == 0:
                 break
@@ -217,14 +252,6 @@ def _forget(key: tuple[Any, ...], wait: bool = False) -> None:
         pool = _registry.pop(key, None)
     if pool is not None:
         pool.close(wait=wait)
-
-
-def _forget_later(key: tuple[Any, ...]) -> None:
-    """A Stage's finalizer. Finalizers run wherever the collector does, possibly inside the
-    registry or pool locks of this very thread, so it only queues the key and lets a short
-    thread take the locks."""
-    _forgotten.append(key)
-    threading.Thread(target=_close_forgotten, daemon=True, name="mg-pool-forget").start()
 
 
 def shutdown(wait: bool = True) -> None:
@@ -397,7 +424,8 @@ class ProcessExecutor:
         opts = st.spec.options
         self.name = st.path
         self.workers = st.workers
-        self.pool = get_pool(st.spec.stage, st.path, st.workers, opts["worker_idle_timeout"])
+        self.pool = get_pool(st.spec.stage, st.path, st.workers, opts["worker_idle_timeout"],
+                             owner=st.run.graph.name or "")
         self.job: Job | None = None
         self.blob = b""
         self.lock = threading.Lock()
