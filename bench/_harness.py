@@ -5,7 +5,11 @@ so that a change in the machine's load hits every case alike, and each figure is
 its repeats. The 1-minute load average is read before and after each repeat; a repeat during
 which it rose by more than ``LOAD_JUMP`` (another process started working) is run again, at most
 ``MAX_REDO`` times, and the redo is counted in the row. The load average moves slowly (the
-kernel updates it every 5 s), so it flags a disturbance that lasts, not a short one.
+kernel updates it every 5 s) and counts this benchmark's own threads and workers too, so each
+repeat also measures the cores *other* processes used while it ran (``/proc/stat`` minus this
+process tree, column ``others``: median and max over the kept repeats); a repeat during which
+they used more than ``OTHERS_MAX`` cores is redone as well, and of the attempts the calmest is
+kept. ``load`` is the 1-minute load average (lowest before - highest after).
 
 Environment
 -----------
@@ -15,6 +19,8 @@ Environment
     repeats per case (default 5; CPU-heavy cases use fewer, see each module).
 ``MG_BENCH_LOAD_JUMP``
     the load-average rise that makes a repeat be redone (default 0.75).
+``MG_BENCH_OTHERS_MAX``
+    the cores other processes may use during a repeat before it is redone (default 0.5).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Any
 QUICK = os.environ.get("MG_BENCH_QUICK") == "1"
 REPEATS = int(os.environ.get("MG_BENCH_REPEATS", "5"))
 LOAD_JUMP = float(os.environ.get("MG_BENCH_LOAD_JUMP", "0.75"))
+OTHERS_MAX = float(os.environ.get("MG_BENCH_OTHERS_MAX", "0.5"))
 MAX_REDO = 2
 
 
@@ -46,6 +53,7 @@ class Timing:
 
     values: list[float] = field(default_factory=list)
     loads: list[tuple[float, float]] = field(default_factory=list)
+    others: list[float] = field(default_factory=list)
     redone: int = 0
 
     @property
@@ -58,9 +66,56 @@ class Timing:
         hi = max(a for _, a in self.loads)
         return f"{lo:.1f}-{hi:.1f}"
 
+    def others_text(self) -> str:
+        """Cores other processes used during the kept repeats: median (max)."""
+        return f"{statistics.median(self.others):.2f} ({max(self.others):.2f})"
+
 
 def load1() -> float:
     return os.getloadavg()[0]
+
+
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / _HZ
+
+
+def _own_seconds() -> float:
+    """CPU seconds of this process, its live descendants and its waited-for children."""
+    import resource
+
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:  # it ended meanwhile: counted below once waited for
+            pass
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return total + kids.ru_utime + kids.ru_stime
+
+
+class OtherLoad:
+    """Cores used by *other* processes between ``start()`` and ``stop()``.
+
+    The machine's busy CPU time (``/proc/stat``) minus that of this process tree (psutil), over
+    the wall time. Descendants that end without being waited for (rare) are counted as other.
+    """
+
+    def start(self) -> None:
+        self.t, self.busy, self.own = time.perf_counter(), _busy_seconds(), _own_seconds()
+
+    def stop(self) -> float:
+        wall = time.perf_counter() - self.t
+        other = (_busy_seconds() - self.busy) - (_own_seconds() - self.own)
+        return max(0.0, other / wall)
 
 
 def measure(fn: Callable[[], Any]) -> float:
@@ -95,18 +150,26 @@ def interleaved(
         for fn in cases.values():
             fn()
     out = {name: Timing() for name in cases}
+    meter = OtherLoad()
     for _ in range(repeats):
         for name, fn in cases.items():
             timing = out[name]
-            for attempt in range(MAX_REDO + 1):
+            attempts = []
+            for _attempt in range(MAX_REDO + 1):
                 before = load1()
+                meter.start()
                 value = probe(fn)
+                others = meter.stop()
                 after = load1()
-                if after - before <= LOAD_JUMP or attempt == MAX_REDO:
+                attempts.append((others, value, before, after))
+                if after - before <= LOAD_JUMP and others <= OTHERS_MAX:
                     break
                 timing.redone += 1  # the machine got busier during this repeat: run it again
+            # keep the least disturbed attempt (the last one, unless an earlier one was calmer)
+            others, value, before, after = min(attempts, key=lambda a: a[0])
             timing.values.append(value)
             timing.loads.append((before, after))
+            timing.others.append(others)
     return out
 
 
@@ -129,6 +192,7 @@ def row(
         "ratio": "" if ratio is None else f"{ratio:.2f}",
         "goal": goal,
         "load": timing.load_text() if timing else "",
+        "others": timing.others_text() if timing else "",
         "redone": timing.redone if timing else "",
     }
 
@@ -154,6 +218,7 @@ def machine() -> dict[str, Any]:
         "ratio": "",
         "goal": "quick sizes (MG_BENCH_QUICK=1)" if QUICK else "",
         "load": f"{load1():.1f} at start",
+        "others": "",
         "redone": "",
     }
 
