@@ -51,6 +51,7 @@ class StageState:
         "fill",
         "fill_area",
         "flight",
+        "_anon",
     )
 
     def __init__(self, info: StageInfo) -> None:
@@ -82,10 +83,11 @@ class StageState:
         self.fill_time = 0.0
         self.fill = 0.0
         self.fill_area = 0.0
-        # Taken and not yet accounted for: [take time, items left], oldest first. Completions
-        # are matched in take order, so with several workers the age is the oldest take
-        # still open (a chunk finishing out of order closes an older take's items first).
-        self.flight: deque[list[float]] = deque()
+        # Taken and not yet accounted for: token -> [take time, items left], oldest first. A
+        # chunk that names its take settles exactly that one, so a stuck item stays the
+        # oldest while other workers go on; what names no take settles the oldest first.
+        self.flight: dict[int, list[float]] = {}
+        self._anon = 0
 
     # -- folding ------------------------------------------------------------------------------
 
@@ -102,24 +104,42 @@ class StageState:
         # A queue may hold one chunk over its size; "full" is what matters, so clip at 1.
         self.fill = min(1.0, max(0.0, depth / size)) if size > 0 else 0.0
 
-    def took(self, t: float, n: int) -> None:
-        if n > 0:
-            self.flight.append([t, n])
+    def took(self, t: float, n: int, token: int = 0) -> None:
+        if n <= 0:
+            return
+        if not token:
+            self._anon -= 1
+            token = self._anon
+        self.flight.pop(token, None)  # a recycled id: the old take is over
+        self.flight[token] = [t, n]
 
-    def settle(self, n: int) -> None:
+    def settle(self, n: int, token: int = 0) -> None:
         """``n`` taken items ended (done, failed or cancelled after being taken)."""
         flight = self.flight
+        entry = flight.get(token) if token else None
+        if entry is not None:
+            if entry[1] > n:
+                entry[1] -= n
+                return
+            n -= int(entry[1])
+            del flight[token]
         while n > 0 and flight:
-            head = flight[0]
+            key = next(iter(flight))
+            head = flight[key]
             if head[1] > n:
                 head[1] -= n
                 return
             n -= int(head[1])
-            flight.popleft()
+            del flight[key]
+
+    def oldest(self, now: float) -> float | None:
+        if not self.flight:
+            return None
+        return max(0.0, now - next(iter(self.flight.values()))[0])
 
     def add_chunk(self, t: float, event: ChunkProcessed, horizon: float) -> None:
         if not self.producer:
-            self.settle(event.done + event.failed)
+            self.settle(event.done + event.failed, event.token)
         self.done += event.done
         self.failed += event.failed
         self.filtered += event.filtered
@@ -210,7 +230,7 @@ class StageState:
             throughput_overall=overall_count / elapsed if elapsed > 0 else 0.0,
             latency=histogram,
             queue_fill=self.average_fill(end),
-            oldest_s=max(0.0, now - self.flight[0][0]) if running and self.flight else None,
+            oldest_s=self.oldest(now) if running else None,
         )
 
     def average_fill(self, end: float) -> float:

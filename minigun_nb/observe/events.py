@@ -128,6 +128,9 @@ class ItemsTaken:
 
     path: str
     n: int
+    #: identifies the take (e.g. the id of the chunk) so that the ChunkProcessed that ends
+    #: it can say so: the age of the oldest item in flight is then exact with many workers
+    token: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,8 @@ class ChunkProcessed:
     retried: int
     busy_s: float
     latencies: tuple[float, ...] = ()
+    #: the ``token`` of the ItemsTaken whose items this chunk settles (0: unknown)
+    token: int = 0
 
 
 @dataclass(frozen=True, slots=True)

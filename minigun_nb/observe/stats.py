@@ -366,7 +366,7 @@ class StatsCollector:
         stage = self._stage(event.path)
         stage.advance_fill(self._clock())
         stage.taken += event.n
-        stage.took(self._clock(), event.n)
+        stage.took(self._clock(), event.n, event.token)
         stage.update_fill()
 
     def _items_cancelled(self, event: ItemsCancelled) -> None:

@@ -290,7 +290,7 @@ class RemoteStage:
                 n = len(chunk)
                 with st.lock:
                     st.in_hand += n
-                run.publish(ItemsTaken(st.path, n))
+                run.publish(ItemsTaken(st.path, n, id(chunk)))
                 self.events.put(("take", chunk))
         finally:
             self.events.put(("input_end", None))
@@ -540,6 +540,7 @@ class RemoteStage:
                 oc.retried,
                 oc.busy,
                 tuple(oc.lat) if self.track else (),
+                id(c.items),
             )
         )
 
@@ -549,7 +550,8 @@ class RemoteStage:
         def fail() -> None:
             for i in range(lo, hi):
                 self._record(c.items[i], exc, attempts)
-            self.run.publish(ChunkProcessed(self.st.path, 0, hi - lo, 0, 0, 0, 0.0))
+            self.run.publish(ChunkProcessed(self.st.path, 0, hi - lo, 0, 0, 0, 0.0, (),
+                                            id(c.items)))
 
         self._piece(c, lo, fail)
 

@@ -262,7 +262,7 @@ class StageRun:
                 n = len(chunk)
                 with self.lock:
                     self.in_hand += n
-                run.publish(ItemsTaken(path, n))
+                run.publish(ItemsTaken(path, n, id(chunk)))
                 done = failed = filtered = retried = 0
                 start = perf()
                 before = em.count
@@ -365,7 +365,7 @@ class StageRun:
                     run.cancel_items(self, chunk[processed:])
                 run.publish(
                     ChunkProcessed(path, done, failed, filtered, em.count - before, retried,
-                                   elapsed, tuple(lat))
+                                   elapsed, tuple(lat), id(chunk))
                 )
                 with self.lock:
                     self.in_hand -= n

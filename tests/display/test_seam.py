@@ -286,18 +286,54 @@ def test_oldest_in_flight_and_stalled_come_from_the_events():
     stats.publish(RunStarted("r", 0.0, (info,), "p", (), None))
     stats.publish(StageStarted("work", 0.0))
     stats.publish(ItemsReceived("work", 3))
-    stats.publish(ItemsTaken("work", 1))
+    stats.publish(ItemsTaken("work", 1, token=11))  # worker A takes the item that sticks
     now[0] = 1.0
-    stats.publish(ItemsTaken("work", 2))
+    stats.publish(ItemsTaken("work", 2, token=22))  # worker B goes on
     now[0] = 2.0
-    stats.publish(ChunkProcessed("work", 2, 0, 0, 2, 0, 0.2, (0.1, 0.1)))
+    stats.publish(ChunkProcessed("work", 2, 0, 0, 2, 0, 0.2, (0.1, 0.1), token=22))
     snap = stats.snapshot().stage("work")
-    assert snap.oldest_s == pytest.approx(1.0)  # the first take was settled first
+    assert snap.oldest_s == pytest.approx(2.0)  # A's item, not B's settled take
     assert not snap.stalled
     now[0] = 15.0
     late = stats.snapshot()
-    assert late.stage("work").oldest_s == pytest.approx(14.0)
+    assert late.stage("work").oldest_s == pytest.approx(15.0)
     assert late.stage("work").stalled  # > 10 s and > 10 x p99 (0.1 s)
     assert "`work` looks stalled" in late.hint
-    stats.publish(ChunkProcessed("work", 1, 0, 0, 1, 0, 14.0, (14.0,)))
+    stats.publish(ChunkProcessed("work", 1, 0, 0, 1, 0, 14.0, (14.0,), token=11))
     assert stats.snapshot().stage("work").oldest_s is None
+
+
+@pytest.mark.timeout(90)
+def test_a_stuck_item_among_busy_workers_is_the_oldest_in_flight():
+    release = threading.Event()
+    pipe = mg.Pipeline("stuck")
+
+    @pipe.producer
+    def gen():
+        yield from range(400)
+
+    @pipe.processor(workers=2)
+    def work(x):
+        if x == 0:
+            release.wait(30)  # stuck until released
+        else:
+            time.sleep(0.002)
+        return x
+
+    @pipe.consumer
+    def sink(x):
+        return x
+
+    handle = pipe.start(display="none")
+    deadline = time.monotonic() + 20
+    while handle.snapshot.stage("work").done < 399 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the other worker does everything else
+    time.sleep(0.5)
+    first = handle.snapshot.stage("work").oldest_s
+    time.sleep(0.5)
+    second = handle.snapshot.stage("work").oldest_s
+    release.set()
+    result = handle.wait(30)
+    assert result.ok and len(result.outputs) == 400
+    # the stuck item's age keeps growing while the other worker finishes everything else
+    assert first is not None and second is not None and second > first >= 0.5
