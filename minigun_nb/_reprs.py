@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 import reprlib
 from typing import Any
 
@@ -27,6 +28,34 @@ __all__ = ["REPR_FAILED", "short_repr"]
 REPR_FAILED = "<repr failed>"
 
 class _Repr(reprlib.Repr):
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        # slice first: repr() of 50 MB of bytes would build a 200 MB string
+        if len(x) <= self.maxstring:
+            return repr(x)
+        return repr(x[: self.maxstring]) + f"... ({len(x):,} bytes)"
+
+    def repr_bytearray(self, x: bytearray, level: int) -> str:
+        if len(x) <= self.maxstring:
+            return repr(x)
+        return f"bytearray({bytes(x[: self.maxstring])!r}... ({len(x):,} bytes))"
+
+    def repr_set(self, x: set[Any], level: int) -> str:
+        return self._unsorted(x, "{", "}", level, "set()")
+
+    def repr_frozenset(self, x: frozenset[Any], level: int) -> str:
+        return self._unsorted(x, "frozenset({", "})", level, "frozenset()")
+
+    def _unsorted(self, x: Any, left: str, right: str, level: int, empty: str) -> str:
+        # reprlib sorts a set before cutting it: 10M items would be sorted for 6
+        if not x:
+            return empty
+        if level <= 0:
+            return left + "..." + right
+        parts = [self.repr1(v, level - 1) for v in itertools.islice(x, self.maxset)]
+        if len(x) > self.maxset:
+            parts.append("...")
+        return left + ", ".join(parts) + right
+
     def repr_instance(self, x: Any, level: int) -> str:
         # reprlib hides a failing __repr__ behind "<X instance at 0x...>": say it failed
         text = repr(x)

@@ -19,6 +19,10 @@ __all__ = [
     "MESSAGE_LIMIT",
     "REPR_LIMIT",
     "TRACEBACKS_KEPT",
+    "TRACEBACK_LIMIT",
+    "ErrorRows",
+    "cut",
+    "json_value",
     "errors_trait",
     "items_left",
     "run_trait",
@@ -28,21 +32,30 @@ __all__ = [
 
 #: at most this many error rows go to the page, the most recent ones
 ERRORS_SHOWN = 200
+#: a traceback longer than this is cut (a 10 MB exception message must not reach the page)
+TRACEBACK_LIMIT = 20_000
 #: tracebacks are kept for the last rows and the first row of each (stage, exc_type)
 TRACEBACKS_KEPT = 20
 MESSAGE_LIMIT = 300
 REPR_LIMIT = 200
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A stats value as JSON: NaN/inf -> None, datetimes ISO 8601, numpy scalars unwrapped."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
     if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
+        return value if math.isfinite(value) else None
+    if isinstance(value, int):
+        return int(value)
     if isinstance(value, _dt.datetime):
         return value.isoformat()
-    return value
+    item = getattr(value, "item", None)  # a numpy scalar
+    return json_value(item()) if callable(item) else str(value)
 
 
-def _cut(text: Any, limit: int) -> Any:
+def cut(text: Any, limit: int) -> Any:
+    """``text`` cut to ``limit`` characters (an ellipsis marks the cut); None stays None."""
     if isinstance(text, str) and len(text) > limit:
         return text[: limit - 1] + "…"
     return text
@@ -61,8 +74,8 @@ def stage_stats_json(stage: Any) -> dict[str, Any]:
     >>> row["done"], row["p50_ms"] is None or row["p50_ms"] >= 0, row["stalled"]
     (1, True, False)
     """
-    row = {column: _json_value(getattr(stage, column)) for column in STATS_COLUMNS}
-    row["oldest_s"] = _json_value(stage.oldest_s)
+    row = {column: json_value(getattr(stage, column)) for column in STATS_COLUMNS}
+    row["oldest_s"] = json_value(stage.oldest_s)
     row["stalled"] = bool(stage.stalled)
     return row
 
@@ -96,7 +109,7 @@ def run_trait(snapshot: Any, *, status: str | None = None, errors_total: int = 0
         "run_id": snapshot.run_id,
         "pipeline": snapshot.pipeline,
         "status": status,
-        "elapsed_s": _json_value(round(snapshot.elapsed_s, 3)),
+        "elapsed_s": json_value(round(snapshot.elapsed_s, 3)),
         "bottleneck": snapshot.bottleneck,
         "hint": snapshot.hint,
         "errors_total": int(errors_total),
@@ -107,38 +120,71 @@ def run_trait(snapshot: Any, *, status: str | None = None, errors_total: int = 0
     }
 
 
+class ErrorRows:
+    """The ``errors`` trait, kept up to date incrementally from the run's error records.
+
+    Each refresh looks only at the records added since the last one (to learn the first row
+    of each (stage, exc_type), whose traceback is kept) and builds rows for the last
+    :data:`ERRORS_SHOWN` records, reusing the rows it built before: a run with 100,000
+    failed items costs a refresh no more than one with 200.
+    """
+
+    def __init__(self, short_repr: Callable[[Any], str]) -> None:
+        self.short_repr = short_repr
+        self.scanned = 0
+        self.first_of_kind: set[int] = set()
+        self._kinds: set[tuple[str, str]] = set()
+        self._rows: dict[int, dict[str, Any]] = {}
+
+    def trait(self, records: Sequence[Any]) -> list[dict[str, Any]]:
+        total = len(records)
+        for index in range(self.scanned, total):
+            rec = records[index]
+            key = (rec.stage, rec.exc_type)
+            if key not in self._kinds:
+                self._kinds.add(key)
+                self.first_of_kind.add(index)
+        self.scanned = total
+        start = max(0, total - ERRORS_SHOWN)
+        keep_tb_from = total - TRACEBACKS_KEPT
+        rows: list[dict[str, Any]] = []
+        built: dict[int, dict[str, Any]] = {}
+        for index in range(start, total):
+            row = self._rows.get(index)
+            if row is None:
+                row = self._row(index, records[index])
+            built[index] = row
+            keep_tb = index >= keep_tb_from or index in self.first_of_kind
+            rows.append(row if keep_tb else {**row, "traceback": None})
+        self._rows = built
+        return rows
+
+    def _row(self, index: int, rec: Any) -> dict[str, Any]:
+        when = rec.time
+        item_repr = getattr(rec, "item_repr", None)
+        if not isinstance(item_repr, str):
+            item_repr = self.short_repr(rec.item)
+        return {
+            "id": index,
+            "stage": rec.stage,
+            "item_repr": cut(item_repr, REPR_LIMIT),
+            "exc_type": rec.exc_type,
+            "message": cut(str(rec.message), MESSAGE_LIMIT),
+            "traceback": cut(rec.traceback, TRACEBACK_LIMIT),
+            "attempts": int(rec.attempts),
+            "worker": None if rec.worker is None else str(rec.worker),
+            "time": _dt.datetime.fromtimestamp(when, tz=_dt.timezone.utc).isoformat()
+            if isinstance(when, (int, float)) else json_value(when),
+        }
+
+
 def errors_trait(records: Sequence[Any], short_repr: Callable[[Any], str]) -> list[dict[str, Any]]:
     """The ``errors`` trait from the run's error records (oldest first, ``id`` = row index).
 
     ``records`` are the run's :class:`ErrorRecord` objects (``stage``, ``item``,
     ``exc_type``, ``message``, ``traceback``, ``attempts``, ``worker``, ``time``); only the
     last :data:`ERRORS_SHOWN` are sent. Tracebacks are sent for the last
-    :data:`TRACEBACKS_KEPT` rows and for the first row of each (stage, exc_type).
+    :data:`TRACEBACKS_KEPT` rows and for the first row of each (stage, exc_type), cut to
+    :data:`TRACEBACK_LIMIT` characters.
     """
-    first_of_kind: set[int] = set()
-    seen: set[tuple[str, str]] = set()
-    for index, rec in enumerate(records):
-        key = (rec.stage, rec.exc_type)
-        if key not in seen:
-            seen.add(key)
-            first_of_kind.add(index)
-    start = max(0, len(records) - ERRORS_SHOWN)
-    keep_tb_from = len(records) - TRACEBACKS_KEPT
-    rows: list[dict[str, Any]] = []
-    for index in range(start, len(records)):
-        rec = records[index]
-        keep_tb = index >= keep_tb_from or index in first_of_kind
-        when = rec.time
-        rows.append({
-            "id": index,
-            "stage": rec.stage,
-            "item_repr": _cut(short_repr(rec.item), REPR_LIMIT),
-            "exc_type": rec.exc_type,
-            "message": _cut(str(rec.message), MESSAGE_LIMIT),
-            "traceback": rec.traceback if keep_tb else None,
-            "attempts": int(rec.attempts),
-            "worker": None if rec.worker is None else str(rec.worker),
-            "time": _dt.datetime.fromtimestamp(when, tz=_dt.timezone.utc).isoformat()
-            if isinstance(when, (int, float)) else _json_value(when),
-        })
-    return rows
+    return ErrorRows(short_repr).trait(records)

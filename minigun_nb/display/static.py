@@ -20,14 +20,19 @@ True
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..observe.summary import format_duration, format_ms, format_rate
 from .layout import graph_trait, trait_from
-from .serialize import stage_stats_json  # one JSON form of a stage's stats, shared with the widget
+from .serialize import (  # one JSON form of a stage's stats, shared with the widget
+    MESSAGE_LIMIT,
+    TRACEBACK_LIMIT,
+    cut,
+    json_value,
+    stage_stats_json,
+)
 from .svg import STATUS_COLOURS, esc, render_svg, svg_data_uri
 from .text import pipeline_counts
 
@@ -39,26 +44,11 @@ __all__ = ["ERRORS_SHOWN", "render_html", "snapshot_graph_trait", "stage_stats_j
 
 #: error rows shown as <details>; the rest are counted ("and N more")
 ERRORS_SHOWN = 50
-MESSAGE_LIMIT = 300
-TRACEBACK_LIMIT = 20_000
 
 _FONT = "font-family:ui-sans-serif,system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif"
 _LINE = "rgba(128,128,128,0.35)"
 _SHADE = "rgba(128,128,128,0.12)"
 _MONO = "font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace"
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, _dt.datetime):
-        return value.isoformat()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, int):
-        return int(value)
-    item = getattr(value, "item", None)  # a numpy scalar
-    return _json_value(item()) if callable(item) else str(value)
 
 
 def snapshot_graph_trait(snapshot: Any) -> dict[str, Any]:
@@ -127,18 +117,17 @@ def _stats_table(rows: Mapping[str, Mapping[str, Any]], columns: list[str]) -> s
 
 
 def _cut(text: Any, limit: int) -> str:
-    text = "" if text is None else str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut("" if text is None else str(text), limit)
 
 
 def _errors(result: RunResult) -> str:
-    frame = result.errors
-    total = len(frame)
+    records = result._errors  # the rows shown only: never the whole error DataFrame
+    total = len(records)
     if not total:
         return ""
     parts = [f'<div style="margin:10px 0 4px;font-weight:600">{total:,} error'
              f'{"s" if total != 1 else ""}</div>']
-    for _, row in frame.head(ERRORS_SHOWN).iterrows():
+    for row in (rec.row() for rec in records[:ERRORS_SHOWN]):
         summary = " · ".join(esc(_cut(row[c], MESSAGE_LIMIT)) for c in ("stage", "exc_type",
                                                                        "message"))
         facts = [f"item: {_cut(row['item_repr'], 200)}", f"attempts: {row['attempts']}",
@@ -224,7 +213,7 @@ def render_html(result: RunResult, graph: Graph | None = None) -> str:
     for path, row in table.items():
         for column in columns:
             if column not in row and path in frame.index:  # a column the snapshot lacks
-                row[column] = _json_value(frame.at[path, column])
+                row[column] = json_value(frame.at[path, column])
     return (f'<div style="{_FONT};font-size:13px;line-height:1.45;max-width:100%">'
             f"{header}{''.join(notes)}{img}{_stats_table(table, columns)}{_errors(result)}"
             "</div>")

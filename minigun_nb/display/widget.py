@@ -28,7 +28,7 @@ from .._reprs import short_repr
 from . import in_kernel
 from ._comm import deliver_while_busy
 from .layout import graph_trait
-from .serialize import errors_trait, run_trait, stats_trait
+from .serialize import ErrorRows, run_trait, stats_trait
 
 __all__ = ["Dashboard", "WidgetDisplay", "asset", "show_handle"]
 
@@ -72,7 +72,15 @@ class Dashboard(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stop_handler: Any = None
+        self._final_bundle: dict[str, str] | None = None
         self.on_msg(self._on_page_message)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        # once its run has ended a dashboard shows as the static one (it is closed: a live
+        # view of it would be "model not found" in the saved notebook)
+        if self._final_bundle is not None:
+            return self._final_bundle
+        return super()._repr_mimebundle_(**kwargs)
 
     def _on_page_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         # (never name this _handle_msg: that would replace ipywidgets' own dispatcher)
@@ -98,6 +106,7 @@ class WidgetDisplay:
         self._stopping = False
         self._notice: str | None = None
         self._errors_seen = -1
+        self._error_rows = ErrorRows(short_repr)
         self._moved: dict[str, tuple[int, float]] = {}
         self.messages_sent = 0
 
@@ -131,10 +140,10 @@ class WidgetDisplay:
         if widget is None:
             return
         self._push(result.snapshot)
+        final = {"text/html": result.to_html(), "text/plain": result.summary()}
+        widget._final_bundle = final  # shown again (a cell's last expression): the static form
         if self._display_handle is not None:
-            self._display_handle.update(
-                {"text/html": result.to_html(), "text/plain": result.summary()}, raw=True
-            )
+            self._display_handle.update(final, raw=True)
             widget.close()
         else:
             print(result.summary(), flush=True)
@@ -184,7 +193,7 @@ class WidgetDisplay:
             errors = None
             if len(records) != self._errors_seen:
                 self._errors_seen = len(records)
-                errors = errors_trait(list(records), short_repr)
+                errors = self._error_rows.trait(records)
             with widget.hold_sync():
                 if stats != widget.stats:
                     widget.stats = stats
@@ -203,12 +212,11 @@ def show_handle(handle: Any) -> Any:
     if handle.done:
         result = handle.result()
         if in_kernel():
-            from IPython.display import HTML, display
+            from IPython.display import display
 
-            display(HTML(result.to_html()))
+            display({"text/html": result.to_html(), "text/plain": result.summary()}, raw=True)
         else:
             print(result.summary())
-        return result
-    display = WidgetDisplay()
-    handle.subscribe(display)
-    return display.widget
+        return None
+    handle.subscribe(WidgetDisplay())  # it displays itself (once) in the current cell
+    return None

@@ -133,7 +133,7 @@ class Follower(threading.Thread):
             return True
         try:
             fn(arg)
-        except Exception as exc:  # noqa: BLE001 - a display never fails a data job
+        except BaseException as exc:  # noqa: BLE001 - a display never fails a data job
             self.detached = True
             logger.warning(
                 "minigun_nb: display %r raised in %s and was detached: %s: %s",

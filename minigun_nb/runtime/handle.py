@@ -145,8 +145,6 @@ class RunHandle:
         value = last[path]
         now = _now()
         cached = self._peeks.get(path)
-        if cached is not None and cached[1] == id(value):
-            return cached[2]
         if cached is not None and now - cached[0] < every and not self.done:
             return cached[2]
         text = short_repr(value, limit)
@@ -329,7 +327,7 @@ def _start(pipe: Pipeline, items: Any, observers: Iterable[Any], displays: Itera
         raise DefinitionError(f"pipeline {pipe.name!r} has no stages; define some first.")
     run = Run(pipe, graph, items, observers)
     handle = RunHandle(run)
-    handle.peek_enabled = bool(peek)
+    handle.peek_enabled = run.peek = bool(peek)
     handle.blocking = blocking
     LIVE_HANDLES.add(handle)
     for _pp, hook in graph.hooks.get("before_run", ()):

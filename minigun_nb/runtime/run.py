@@ -136,6 +136,7 @@ class Run:
         self.outputs_dropped = 0
         #: stage path -> its most recent output (kept per delivery; a display reprs it)
         self.last_output: dict[str, Any] = {}
+        self.peek = True  # run(peek=False): keep nothing for displays to peek at
         self.stopping = False
         #: the hand-offs of producers and of ``items=`` (their pullers watch a signal)
         self.handoffs: list[Handoff] = []
@@ -242,7 +243,7 @@ class Run:
     def deliver(self, src: StageRun, dst: StageRun, items: list[Any], dynamic: bool = False
                 ) -> bool:
         """Put ``items`` into ``dst``'s channel. False if ``dst`` already finished."""
-        if items:
+        if items and self.peek:
             self.last_output[src.path] = items[-1]  # what a display peeks at
         ch = dst.channel
         if ch is None:
@@ -277,7 +278,7 @@ class Run:
         return True
 
     def collect(self, st: StageRun, items: list[Any]) -> None:
-        if items:
+        if items and self.peek:
             self.last_output[st.path] = items[-1]
         with self.lock:
             cap = self.max_outputs

@@ -192,13 +192,64 @@ def test_show_gives_a_live_dashboard_for_a_run_started_without_one():
     gate = threading.Event()
     handle = _pipe(20, 0.01, gate).start(display="none")
     assert handle.widget is None
-    dash = handle.show()
-    assert isinstance(dash, Dashboard) and handle.widget is dash
+    assert handle.show() is None  # it displays itself; returning it would show it twice
+    dash = handle.widget
+    assert isinstance(dash, Dashboard)
     gate.set()
     handle.wait(30)
     assert handle.join_displays()
     assert dash.run["status"] == "done"
-    assert handle.show().status == "done"  # an ended run shows its final state
+    # shown again after the end (a cell's last expression), it is the static dashboard
+    bundle = dash._repr_mimebundle_()
+    assert bundle["text/html"] == handle.result().to_html()
+    assert bundle["text/plain"] == handle.result().summary()
+    assert handle.show() is None  # an ended run: the final state, once
+
+
+def test_a_run_with_many_errors_sends_the_last_rows_and_cuts_long_tracebacks():
+    from minigun_nb.display.serialize import ERRORS_SHOWN, TRACEBACK_LIMIT, TRACEBACKS_KEPT
+
+    pipe = mg.Pipeline("errs")
+
+    @pipe.producer
+    def gen():
+        yield from range(1_000)
+
+    @pipe.processor
+    def work(x):
+        if x == 0:
+            raise KeyError("first of its kind")
+        raise ValueError("x" * 100_000 if x == 999 else f"bad {x}")
+
+    handle = pipe.start(display="widget")
+    handle.wait(60)
+    assert handle.join_displays()
+    rows = handle.widget.errors
+    assert len(rows) == ERRORS_SHOWN and rows[-1]["id"] == 999 and rows[0]["id"] == 800
+    assert len(rows[-1]["traceback"]) <= TRACEBACK_LIMIT
+    assert len(rows[-1]["message"]) <= 300
+    with_tb = [r["id"] for r in rows if r["traceback"] is not None]
+    assert with_tb == list(range(1000 - TRACEBACKS_KEPT, 1000))
+    assert handle.widget.run["errors_total"] == 1_000
+    # the first row of each (stage, exc_type) keeps its traceback even when not shown last
+    from minigun_nb.display.serialize import ErrorRows
+
+    tracker = ErrorRows(repr)
+    tracker.trait(handle._run.errors)
+    assert {0, 1} <= tracker.first_of_kind
+
+
+def test_a_display_that_raises_systemexit_is_detached_and_logged(caplog):
+    class Exits:
+        def on_snapshot(self, snapshot):
+            raise SystemExit(3)
+
+    from minigun_nb.runtime.handle import run
+
+    with caplog.at_level("WARNING", logger="minigun_nb"):
+        result = run(_pipe(10, 0), displays=[Exits()])
+    assert result.status == "done"
+    assert any("SystemExit" in r.getMessage() for r in caplog.records)
 
 
 def test_the_front_end_files_are_found_and_shipped():
