@@ -25,7 +25,7 @@ from ..errors import DefinitionError
 
 DISPLAYS = ("auto", "widget", "progress", "hud", "text", "none")
 
-__all__ = ["DISPLAYS", "choose", "displays_for", "forced", "in_kernel"]
+__all__ = ["DISPLAYS", "choose", "displays_for", "forced", "in_kernel", "isatty"]
 
 #: while a headless job runs (``minigun-nb run``), the display every run gets
 _FORCED: list[str] = []
@@ -66,7 +66,8 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _isatty(stream: Any) -> bool:
+def isatty(stream: Any) -> bool:
+    """``stream.isatty()``, False for a closed stream or one that is not a real file."""
     try:
         return bool(stream is not None and stream.isatty())
     except (AttributeError, ValueError):  # closed, or not a real file
@@ -92,8 +93,8 @@ def choose(display: str) -> str:
     if display == "auto":
         if in_kernel():
             return "widget"
-        return "progress" if _isatty(sys.stderr) else "text"
-    if display == "hud" and not _isatty(sys.stdout):
+        return "progress" if isatty(sys.stderr) else "text"
+    if display == "hud" and not isatty(sys.stdout):
         print("minigun_nb: display='hud' needs a terminal on stdout; showing text progress "
               "instead.", file=sys.stderr)
         return "text"

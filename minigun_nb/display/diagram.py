@@ -32,7 +32,8 @@ def node_id(path: str) -> str:
     )
 
 
-def _label(graph: Graph, path: str) -> str:
+def _detail(graph: Graph, path: str) -> str:
+    """The second line of a stage's label: its kind, ``backend×workers``, ``dynamic``."""
     spec = graph.stages[path]
     backend = spec.options["backend"]
     workers = spec.options["workers"]
@@ -42,7 +43,25 @@ def _label(graph: Graph, path: str) -> str:
         detail = " ".join(x for x in (detail, extra) if x)
     if spec.dynamic:
         detail = (detail + " dynamic").strip()
-    return f"{spec.name}<br/><small>{detail}</small>" if detail else spec.name
+    return detail
+
+
+def _label(graph: Graph, path: str) -> str:
+    """A mermaid label: the name as text, the detail small on a second line."""
+    name = _mermaid_text(graph.stages[path].name)
+    detail = _detail(graph, path)
+    return f"{name}<br/><small>{detail}</small>" if detail else name
+
+
+def _mermaid_text(text: str) -> str:
+    """A stage name as text inside a mermaid label: markup, quotes and line breaks coded."""
+    out = text.replace("&", "#amp;").replace("<", "#lt;").replace(">", "#gt;")
+    return out.replace('"', "#quot;").replace("\n", " ").replace("\r", " ")
+
+
+def _dot_text(text: str) -> str:
+    """Text inside a dot "string": backslashes and quotes escaped, line breaks as spaces."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")
 
 
 def _groups(graph: Graph) -> dict[str, list[str]]:
@@ -73,11 +92,10 @@ def to_mermaid(graph: Graph) -> str:
     def emit(pp: str, indent: str) -> None:
         for path in groups.get(pp, []):
             left, right = _SHAPES.get(graph.stages[path].kind, ('["', '"]'))
-            label = _label(graph, path).replace('"', "#quot;")
-            lines.append(f"{indent}{node_id(path)}{left}{label}{right}")
+            lines.append(f"{indent}{node_id(path)}{left}{_label(graph, path)}{right}")
         for sub in graph.pipelines:
             if (sub.rsplit("/", 1)[0] if "/" in sub else "") == pp:
-                title = sub.rsplit("/", 1)[-1].replace('"', "#quot;")
+                title = _mermaid_text(sub.rsplit("/", 1)[-1])
                 lines.append(f'{indent}subgraph {node_id(sub)}_p["{title}"]')
                 emit(sub, indent + "  ")
                 lines.append(f"{indent}end")
@@ -102,22 +120,22 @@ def to_dot(graph: Graph) -> str:
     >>> "n_gen -> n_f" in pipe.to_dot()
     True
     """
-    title = graph.name.replace('"', '\\"')
+    title = _dot_text(graph.name)
     lines = [f'digraph "{title}" {{', "  rankdir=LR;", "  node [shape=box];"]
     groups = _groups(graph)
 
     def emit(pp: str, indent: str) -> None:
         for path in groups.get(pp, []):
             spec = graph.stages[path]
-            label = _label(graph, path).replace('"', '\\"')
-            label = label.replace("<br/><small>", "\\n").replace("</small>", "")
+            detail = _detail(graph, path)
+            label = _dot_text(spec.name) + (f"\\n{_dot_text(detail)}" if detail else "")
             shape = _DOT_SHAPES.get(spec.kind, "box")
             style = ', style="dashed"' if spec.dynamic else ""
             lines.append(f'{indent}{node_id(path)} [label="{label}", shape={shape}{style}];')
         for sub in graph.pipelines:
             if (sub.rsplit("/", 1)[0] if "/" in sub else "") == pp:
                 lines.append(f"{indent}subgraph cluster_{node_id(sub)} {{")
-                name = sub.rsplit("/", 1)[-1].replace('"', '\\"')
+                name = _dot_text(sub.rsplit("/", 1)[-1])
                 lines.append(f'{indent}  label="{name}";')
                 emit(sub, indent + "  ")
                 lines.append(f"{indent}}}")

@@ -30,6 +30,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
+from . import isatty
 from .hudview import Dag, render_screen
 
 __all__ = ["HudDisplay"]
@@ -198,7 +199,7 @@ class HudDisplay:
         console = self._console
         if console is None:
             console = Console(file=sys.stdout)
-            if not _isatty(sys.stdout) or console.is_dumb_terminal:
+            if not isatty(sys.stdout) or console.is_dumb_terminal:
                 print("minigun_nb: the HUD needs a terminal on stdout; showing the summary "
                       "at the end instead.", file=sys.stderr)
                 return
@@ -299,7 +300,7 @@ class HudDisplay:
             return
 
         fd, own = None, False
-        if _isatty(sys.__stdin__):
+        if isatty(sys.__stdin__):
             fd = sys.__stdin__.fileno()  # type: ignore[union-attr]
         else:
             try:
@@ -446,13 +447,6 @@ class HudDisplay:
 
     def __repr__(self) -> str:
         return f"<HudDisplay {'on screen' if self.active else 'off screen'}>"
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream is not None and stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 def _close(fd: int) -> None:

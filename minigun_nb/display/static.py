@@ -138,7 +138,7 @@ def _errors(result: RunResult) -> str:
         tb = _cut(row["traceback"], TRACEBACK_LIMIT) or "(no traceback)"
         parts.append(
             f'<details style="margin:2px 0;border-left:3px solid #dc2626;padding:1px 0 1px 8px">'
-            f'<summary style="cursor:pointer;font-size:12px">{summary}</summary>'
+            f'<summary style="cursor:pointer;font-size:12px;overflow-wrap:anywhere">{summary}</summary>'
             f'<div style="font-size:11.5px;opacity:0.8;margin:4px 0;{_MONO}">'
             f"{esc(' · '.join(facts))}</div>"
             f'<pre style="{_MONO};font-size:11.5px;margin:4px 0 8px;padding:6px 8px;'

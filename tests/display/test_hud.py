@@ -424,7 +424,7 @@ def test_without_a_terminal_the_hud_says_so_and_prints_the_summary(capsys):
 def test_display_hud_gives_a_hud_display_when_stdout_is_a_terminal(monkeypatch):
     import minigun_nb.display as display
 
-    monkeypatch.setattr(display, "_isatty", lambda stream: True)
+    monkeypatch.setattr(display, "isatty", lambda stream: True)
     (found,) = display.displays_for("hud")
     assert isinstance(found, HudDisplay)
 
