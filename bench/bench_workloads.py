@@ -443,70 +443,12 @@ def w5() -> list[dict[str, Any]]:
 
 # --- W6 ---------------------------------------------------------------------------------------
 
-W6_CHILD = r"""
-import ctypes, gc, os, queue, sys, threading, time
-case, n = sys.argv[1], int(sys.argv[2])
-SIZE, END = 10_000, object()
-import minigun_nb as mg
-import pypeln as pl
-
-def gen(k):
-    for _ in range(k):
-        yield b"x" * SIZE  # touches every page of the 10 KB
-
-def slow(b):
-    time.sleep(0.0001)
-
-def chain(k):
-    q = queue.Queue(100)
-    def produce():
-        for b in gen(k):
-            q.put(b)
-        q.put(END)
-    def consume():
-        while (b := q.get()) is not END:
-            slow(b)
-    ts = [threading.Thread(target=produce), threading.Thread(target=consume)]
-    for t in ts: t.start()
-    for t in ts: t.join()
-
-pipe = mg.Pipeline("w6", queue_size=100)
-n_run = [0]
-
-@pipe.producer
-def blobs():
-    yield from gen(n_run[0])
-
-pipe.consumer(slow, name="slow")
-
-def minigun(k):
-    n_run[0] = k
-    assert int(pipe.run(display="none").stats.loc["slow", "done"]) == k
-
-def pypeln(k):
-    pl.thread.each(slow, gen(k), workers=1, maxsize=100, run=True)
-
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-
-fn = {"chain": chain, "minigun": minigun, "pypeln": pypeln}[case]
-fn(300)  # warm-up: threads, imports, the allocator's arenas
-gc.collect()
-ctypes.CDLL("libc.so.6").malloc_trim(0)
-base = status("VmRSS:")
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # the peak RSS (VmHWM) restarts from here
-fn(n)
-print(base, status("VmHWM:") - base)
-"""
-
 
 def w6_peak_mb(case: str, n: int) -> float:
     """Peak RSS above the baseline of one fresh interpreter running ``case``, in MB."""
-    out = subprocess.run([sys.executable, "-c", W6_CHILD, case, str(n)], capture_output=True,
-                         text=True, timeout=600, cwd=os.path.dirname(HERE))
+    child = os.path.join(HERE, "_w6_child.py")
+    out = subprocess.run([sys.executable, child, case, str(n)], capture_output=True, text=True,
+                         timeout=600)
     if out.returncode:
         raise RuntimeError(f"W6 {case} failed:\n{out.stderr}")
     return int(out.stdout.split()[-1]) / 1e6
