@@ -27,7 +27,7 @@ from minigun_nb.display.progress import ProgressDisplay
 from minigun_nb.display.widget import WidgetDisplay
 from minigun_nb.runtime.handle import run as run_with
 
-REPEATS = 5
+REPEATS = 7
 
 
 class _JsonComm:
@@ -100,6 +100,8 @@ def overhead(n: int) -> list[dict]:
     }
     times: dict[str, list[float]] = {k: [] for k in makers}
     messages: list[int] = []
+    for make in makers.values():  # warm-up, untimed: first imports (tqdm, anywidget) and pools
+        _timed(w1(n // 10), make())
     for _ in range(REPEATS):
         for name, make in makers.items():  # interleaved: each repeat runs all three
             displays = make()
