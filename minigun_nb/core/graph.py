@@ -479,9 +479,16 @@ class _Resolver:
         its own, plus those of every nested pipeline between it and ``pp``."""
         out = set(self._xsrc.get(path, ()))
         q = self.owner[path]
+        top = path  # the element of pp's block that holds the stage
         while q != pp:
             out |= self._xsrc.get(q, set())
+            top = q
             q = _parent(q) or ""
+        if top != path:
+            # a source inside the same nested pipeline is that pipeline's own business: at
+            # pp's level the pipeline chains like a stage (SPEC §12), so `inner/work(to=
+            # ["tail", "report"])` does not make inner's exit `tail` a sibling of `report`
+            out = {s for s in out if not s.startswith(top + "/")}
         return out
 
     def siblings(self, a: str, b: str, pp: str) -> bool:

@@ -86,3 +86,34 @@ def test_a_dynamic_route_to_a_producer_is_an_error_row_saying_why():
     message = result.errors["message"][0]
     assert "producer" in message and "routes=" not in message
     assert_conserved(result)
+
+
+def test_a_nested_stage_routing_to_a_parent_stage_keeps_the_nested_exit_edge():
+    """SPEC §12 (issue 15, finding 9): a nested pipeline chains like a stage; ``work``'s
+    ``to=`` replaces only ``work``'s default edge, so ``tail`` still feeds ``report``."""
+    outer = mg.Pipeline("outer")
+
+    @outer.producer
+    def gen():
+        yield from range(3)
+
+    with outer.pipeline("inner") as inner:
+        @inner.processor(to=["tail", "report"])
+        def work(x):
+            return x
+
+        @inner.processor
+        def tail(x):
+            return ("tail", x)
+
+    @outer.consumer
+    def report(x):
+        return ("report", x)
+
+    assert mg.Edge("inner/tail", "report", "nested") in outer.edges
+    result = outer.run(display="none")
+    assert sorted(result.outputs, key=repr) == sorted(
+        [("report", x) for x in range(3)] + [("report", ("tail", x)) for x in range(3)],
+        key=repr)
+    assert set(result.outputs_by_stage) == {"report"}
+    assert_conserved(result)
