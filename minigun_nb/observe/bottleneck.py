@@ -15,6 +15,8 @@ from .snapshot import StageSnapshot
 
 __all__ = ["BOTTLENECK_BUSY", "BOTTLENECK_FILL", "bottleneck_hint", "find_bottleneck"]
 
+#: backends whose items travel to worker processes (transport can cost more than the work)
+REMOTE_BACKENDS = ("process", "fork", "dask")
 #: A stage is reported as the bottleneck only from this busy fraction on ...
 BOTTLENECK_BUSY = 0.5
 #: ... or when its input queue was at least this full on average.
@@ -33,6 +35,18 @@ def bottleneck_hint(stage: StageSnapshot) -> str:
     """
     workers = stage.workers
     noun = "worker" if workers == 1 else "workers"
+    if stage.failed and not stage.done:
+        # more workers would only fail faster
+        return (f"`{stage.path}` fails every item ({stage.failed} failed): fix it first "
+                f"(see result.errors)")
+    if stage.busy < BOTTLENECK_BUSY and stage.backend in REMOTE_BACKENDS:
+        # its queue is full but its workers wait: moving items costs more than the work
+        return (
+            f"`{stage.path}` is the bottleneck: its input queue is full while its {workers} "
+            f"{noun} spend {round(stage.busy * 100)}% of their time in the stage function; "
+            f"moving items to the workers costs more than the work: try bigger chunks "
+            f"(chunk_size=) or fewer, bigger items"
+        )
     return (
         f"`{stage.path}` is the bottleneck: {round(stage.busy * 100)}% busy with "
         f"{workers} {noun}; try workers={2 * max(workers, 1)}"

@@ -124,6 +124,31 @@ _COLUMNS: tuple[tuple[str, bool, Callable[[StageSnapshot], str]], ...] = (
 )
 
 
+def pipeline_in_out(snapshot: RunSnapshot) -> tuple[int, int]:
+    """Items into the pipeline (what producers emitted plus what its entry stages received)
+    and out of it (what its terminal stages emitted): summing ``done`` over stages counts an
+    item once per stage it passes.
+
+    Examples
+    --------
+    >>> pipeline_in_out(RunSnapshot.empty())
+    (0, 0)
+    """
+    stages = snapshot.stages
+    if not stages:
+        return 0, 0
+    if snapshot.edges:
+        has_in = {t for _, t, _ in snapshot.edges}
+        has_out = {s for s, _, _ in snapshot.edges}
+    else:  # no graph known: a chain in stage order
+        paths = [s.path for s in stages]
+        has_in, has_out = set(paths[1:]), set(paths[:-1])
+    into = sum(s.items_out if s.is_producer else s.items_in for s in stages
+               if s.is_producer or s.path not in has_in)
+    out = sum(s.items_out for s in stages if s.path not in has_out)
+    return into, out
+
+
 def _footer(snapshot: RunSnapshot) -> str:
     run = f"run {snapshot.run_id}" if snapshot.run_id else "run"
     if snapshot.status == "pending":
@@ -134,8 +159,9 @@ def _footer(snapshot: RunSnapshot) -> str:
     else:
         when = f"{snapshot.status} in {elapsed}"
     t = snapshot.totals
+    into, out = pipeline_in_out(snapshot)
     counts = (
-        f"{format_count(t.done)} done, {format_count(t.failed)} failed, "
+        f"{format_count(into)} in, {format_count(out)} out, {format_count(t.failed)} failed, "
         f"{format_count(t.filtered)} filtered, {format_count(t.cancelled)} cancelled, "
         f"{format_count(t.retried)} retried"
     )

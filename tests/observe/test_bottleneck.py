@@ -111,7 +111,11 @@ def test_a_mostly_full_queue_reports_a_stage_whose_time_goes_elsewhere(make_stat
     run_for_two_seconds(stats, clock, {"load": (0.4, 0), "clean": (0.3, 80)}, infos)
     snap = stats.snapshot()
     assert snap.bottleneck == "clean"
-    assert snap.hint == "`clean` is the bottleneck: 30% busy with 2 workers; try workers=4"
+    # more workers would not help (issue 15, finding 17): bigger chunks would
+    assert snap.hint == (
+        "`clean` is the bottleneck: its input queue is full while its 2 workers spend 30% of "
+        "their time in the stage function; moving items to the workers costs more than the "
+        "work: try bigger chunks (chunk_size=) or fewer, bigger items")
 
 
 def test_a_pending_stage_is_never_the_bottleneck(make_stats) -> None:

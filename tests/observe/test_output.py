@@ -166,7 +166,8 @@ def test_summary_text_is_a_clean_table(make_stats, clock) -> None:
     ]
     assert (
         lines[4]
-        == "run r1 done in 2.00s: 1975 done, 10 failed, 990 filtered, 0 cancelled, 12 retried"
+        == "run r1 done in 2.00s: 1000 in, 0 out, 10 failed, 990 filtered, 0 cancelled, "
+        "12 retried"
     )
     assert lines[5] == "`clean` is the bottleneck: 100% busy with 4 workers; try workers=8"
     assert len(lines) == 6
@@ -185,7 +186,8 @@ def test_summary_text_without_a_bottleneck_has_no_hint_line() -> None:
     lines = summary_text(snap).splitlines()
     assert lines[1].split() == ["a", "running", "123k", "0", "0", "0", "0", "45.7k", "0.012", "-"]
     assert (
-        lines[2] == "run running for 2m05s: 123k done, 0 failed, 0 filtered, 0 cancelled, 0 retried"
+        lines[2] == "run running for 2m05s: 123k in, 0 out, 0 failed, 0 filtered, 0 cancelled, "
+        "0 retried"
     )
     assert len(lines) == 3
 
