@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import reprlib
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["REPR_FAILED", "short_repr"]
@@ -72,14 +73,19 @@ _REPR.maxdict = 4
 _REPR.maxlevel = 3
 
 
-def short_repr(value: Any, limit: int = 200) -> str:
-    """One line of at most ``limit`` characters describing ``value``; never raises."""
+def short_repr(value: Any, limit: int = 200, *,
+               failed: str | Callable[[Any, BaseException], str] = REPR_FAILED) -> str:
+    """One line of at most ``limit`` characters describing ``value``; never raises.
+
+    ``failed`` is what a ``__repr__`` that raises (or returns no string) gives: a string, or
+    a function of the value and the exception.
+    """
     try:
         text = _REPR.repr(value)
-    except Exception:  # noqa: BLE001 - a user __repr__ may do anything
-        return REPR_FAILED
-    if not isinstance(text, str):
-        return REPR_FAILED
+        if not isinstance(text, str):
+            raise TypeError("__repr__ returned a non-string")
+    except BaseException as exc:  # noqa: BLE001 - a user __repr__ may do anything
+        return failed(value, exc) if callable(failed) else failed
     if "\n" in text or "\r" in text:  # a DataFrame, a multi-line __repr__: keep it one line
         text = " ".join(part.strip() for part in text.splitlines() if part.strip())
     if len(text) > limit:

@@ -161,9 +161,8 @@ class ErrorRows:
 
     def _row(self, index: int, rec: Any) -> dict[str, Any]:
         when = rec.time
-        item_repr = getattr(rec, "item_repr", None)
-        if not isinstance(item_repr, str):
-            item_repr = self.short_repr(rec.item)
+        row = getattr(rec, "row", None)  # the record's own item_repr: as result.errors says
+        item_repr = row()["item_repr"] if callable(row) else self.short_repr(rec.item)
         return {
             "id": index,
             "stage": rec.stage,

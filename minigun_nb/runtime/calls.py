@@ -10,7 +10,6 @@ import inspect
 import os
 import queue
 import random
-import reprlib
 import threading
 import time
 import traceback
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from types import GeneratorType
 from typing import Any
 
+from .._reprs import short_repr as _short_repr
 from ..core.graph import StageSpec
 
 
@@ -50,11 +50,14 @@ class ErrorRecord:
     #: False for a failure that concerns no item (a producer, setup, teardown, ``items=``);
     #: ``result.failed_items()`` leaves those out, so a re-drive never feeds a None
     has_item: bool = True
+    item_repr: str | None = None
 
     def row(self) -> dict[str, Any]:
         import datetime
 
-        item_repr = short_repr(self.item)
+        if self.item_repr is None:  # computed once: a user __repr__ may be slow or odd
+            self.item_repr = short_repr(self.item)
+        item_repr = self.item_repr
         return {
             "stage": self.stage,
             "item": self.item,
@@ -72,30 +75,14 @@ class ErrorRecord:
 REPR_LIMIT = 200
 
 
-class _Repr(reprlib.Repr):
-    def repr_instance(self, x: Any, level: int) -> str:
-        return repr(x)  # reprlib would hide a failing __repr__; short_repr names it
-
-
-_REPR = _Repr()
-_REPR.maxstring = _REPR.maxother = REPR_LIMIT
-_REPR.maxlevel = 3
+def _repr_raised(obj: Any, exc: BaseException) -> str:
+    return f"<{type(obj).__name__} object: repr() raised {type(exc).__name__}>"
 
 
 def short_repr(obj: Any, limit: int = REPR_LIMIT) -> str:
-    """One line of at most ``limit`` characters: a reprlib-style repr (big containers are
-    not rendered whole), its lines joined; a placeholder naming the type when it raises."""
-    try:
-        text = _REPR.repr(obj)
-        if not isinstance(text, str):
-            raise TypeError("__repr__ returned a non-string")
-    except BaseException as exc:  # noqa: BLE001 - a broken __repr__ must not lose the row
-        return f"<{type(obj).__name__} object: repr() raised {type(exc).__name__}>"
-    if "\n" in text or "\r" in text:  # a DataFrame's repr: keep it on one line
-        text = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    if len(text) > limit:
-        text = text[:limit - 3] + "..."
-    return text
+    """An error row's ``item_repr``: :func:`minigun_nb._reprs.short_repr` (one reprlib-style
+    line of at most ``limit`` characters), with a placeholder naming the type when it raises."""
+    return _short_repr(obj, limit, failed=_repr_raised)
 
 
 class Unrenderable:
