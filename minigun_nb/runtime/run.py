@@ -389,7 +389,7 @@ class Run:
             # the iterable is pulled on this thread, a courier delivers what accumulated
             hand = Handoff(f"mg-{self.graph.name}-items-courier", limit,
                            lambda batch: [self.deliver(src, e, batch) for e in entries],  # type: ignore[arg-type]
-                           self, room=limit)
+                           self)
             try:
                 q, room, signal, attend = hand.queue, hand.room, hand.signal, hand.attend
                 it = iter(_iter_items(items))
