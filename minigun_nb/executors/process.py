@@ -201,7 +201,8 @@ def _trim_idle(released: StagePool) -> None:
     """A pool just went idle: keep one idle pool per stage path (the one just released)
     and at most :data:`MAX_IDLE_WORKERS` idle workers in all, closing the oldest first."""
     with _registry_lock:
-        idle = sorted((p for p in _registry.values() if p.users == 0 and not p.closed),
+        idle = sorted((p for p in _registry.values()
+                       if p.users == 0 and not p.closed and p._ex is not None),
                       key=lambda p: p.last_used, reverse=True)  # newest first
         doomed = [p for p in idle if p is not released and p.key[:2] == released.key[:2]]
         total = 0
