@@ -72,6 +72,9 @@ def test_a_cell_rerun_ten_times_keeps_one_warm_pool_for_its_stage():
         out.append(pipe)
         result = pipe.run(items=range(6), display="none")
         assert sorted(v for _, v in result.outputs) == [x * version for x in range(6)]
+    deadline = time.monotonic() + 20
+    while len(loky_workers()) > 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(loky_workers()) <= 2
     mg.shutdown()
     assert not loky_workers()
@@ -90,6 +93,9 @@ def test_idle_warm_workers_across_stages_are_capped():
                                                              workers=1)]))
     for pipe in pipes:
         pipe.run(items=range(3), display="none")
+    deadline = time.monotonic() + 20  # a closed pool's workers are killed asynchronously
+    while len(loky_workers()) > cap and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(loky_workers()) <= cap
     last = pipes[-1].run(items=[0], display="none")  # the newest pool is still warm
     assert last.outputs == [cap + 1]
