@@ -12,7 +12,7 @@ Examples
 --------
 >>> from minigun_nb.observe.events import ChunkProcessed
 >>> ChunkProcessed("clean", done=10, failed=0, filtered=2, emitted=8, retried=0, busy_s=0.5)
-ChunkProcessed(path='clean', done=10, failed=0, filtered=2, emitted=8, retried=0, busy_s=0.5, latencies=())
+ChunkProcessed(path='clean', done=10, failed=0, filtered=2, emitted=8, retried=0, busy_s=0.5, latencies=(), token=0)
 """
 
 from __future__ import annotations
