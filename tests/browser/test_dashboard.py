@@ -318,8 +318,13 @@ def _wait_saved(lab: Lab, name: str) -> None:
     import time
 
     for _ in range(200):
-        nb = nbformat.read(lab.root / name, as_version=4)
-        if nb.cells[2].get("outputs"):
+        # jupyter-server's "atomic" save keeps a backup but rewrites the file in place, so a
+        # read that lands mid-write sees an empty or cut file: that is "not saved yet".
+        try:
+            nb = nbformat.read(lab.root / name, as_version=4)
+        except (ValueError, OSError):
+            nb = None
+        if nb is not None and len(nb.cells) > 2 and nb.cells[2].get("outputs"):
             return
         time.sleep(0.1)
     raise AssertionError(f"{name} was not saved with its outputs")
