@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..errors import AmbiguousStageError, CycleError, DefinitionError, UnknownStageError
 from .options import PIPELINE_ONLY, STAGE_DEFAULTS
 from .stage import OPERATOR_KINDS, Stage, check_picklable, instance_hooks, is_async_callable
+from .tree import Block
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -507,8 +508,6 @@ class _Resolver:
 
     def _element(self, child: Any, pp: str, edges: list[Edge]) -> tuple[list[str], list[str], str]:
         """(entries, dangling exits, tag) of one element of a block."""
-        from .pipeline import Block
-
         if isinstance(child, Stage):
             path = _join(pp, child.name)
             ins = [path] if self.accepts_default_in(path) else []
