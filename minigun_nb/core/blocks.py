@@ -2,7 +2,7 @@
 
 Each is a context manager whose body defines into the block; a body that raises is undone as
 a whole (:mod:`minigun_nb.core.undo`). Inside ``with pipe.pipeline("x")`` the definition
-methods of ``pipe`` act on ``x`` (``Pipeline.__getattribute__``).
+methods of ``pipe`` act on ``x`` (:func:`minigun_nb.core.building.definition`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
-from .building import Definitions
+from .building import Definitions, definition
 from .options import check_option
 from .stage import call_site
 from .tree import Block
@@ -45,6 +45,7 @@ class Blocks(Definitions):
             elif not block.children:
                 self._blocks[-1].children.remove(block)
 
+    @definition
     def parallel(self) -> contextlib.AbstractContextManager[Pipeline]:
         """Stages defined inside all consume from the stage before the block.
 
@@ -61,6 +62,7 @@ class Blocks(Definitions):
         """
         return self._block("par")
 
+    @definition
     def sequential(self) -> contextlib.AbstractContextManager[Pipeline]:
         """Inside a ``parallel()`` block: the stages defined inside chain as one branch.
 
@@ -93,6 +95,7 @@ class Blocks(Definitions):
         finally:
             self._contexts.remove(ctx)
 
+    @definition
     def threads(self, workers: int | None = None) -> contextlib.AbstractContextManager[Pipeline]:
         """Stages defined inside run on ``workers`` threads (their own options win).
 
@@ -107,6 +110,7 @@ class Blocks(Definitions):
         """
         return self._options_block("thread", workers)
 
+    @definition
     def processes(self, workers: int | None = None) -> contextlib.AbstractContextManager[Pipeline]:
         """Stages defined inside run in a loky process pool of ``workers`` processes.
 
@@ -121,6 +125,7 @@ class Blocks(Definitions):
         """
         return self._options_block("process", workers)
 
+    @definition
     def forks(self, workers: int | None = None) -> contextlib.AbstractContextManager[Pipeline]:
         """Stages defined inside run in copy-on-write forks, at most ``workers`` alive.
 
@@ -135,6 +140,7 @@ class Blocks(Definitions):
         """
         return self._options_block("fork", workers)
 
+    @definition
     def tasks(self, workers: int | None = None) -> contextlib.AbstractContextManager[Pipeline]:
         """``async def`` stages defined inside run with ``workers`` coroutines in flight.
 
@@ -151,6 +157,7 @@ class Blocks(Definitions):
         """
         return self._options_block("async", workers)
 
+    @definition
     @contextlib.contextmanager
     def pipeline(self, name: str, *, to: Any = None, from_: Any = None, **options: Any
                  ) -> Iterator[Pipeline]:

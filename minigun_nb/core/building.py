@@ -1,14 +1,17 @@
 """Definition methods: what ``@pipe.producer``, ``pipe.batch(...)``, ``pipe.add(...)`` add.
 
-While a ``with pipe.pipeline("x")`` block is open, these methods of ``pipe`` act on ``x``
-(``Pipeline.__getattribute__``).
+Every public definition method is marked with :func:`definition`, which routes it into the
+nested pipeline while a ``with pipe.pipeline("x")`` block is open. The marker is the only
+list of them: a method without it is not routed (``tests/core/test_definition_routing.py``
+checks that every public method is either marked or a read-only façade method).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..errors import DefinitionError, DuplicateStageError
 from . import identity
@@ -19,6 +22,33 @@ from .undo import validate_after
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def definition(method: F) -> F:
+    """Mark ``method`` as a definition method of a pipeline.
+
+    Inside ``with pipe.pipeline("x")`` a call of ``pipe.method(...)`` is a call of
+    ``x.method(...)`` (and on into a pipeline nested in ``x`` while its own block is open).
+    """
+    name = method.__name__
+
+    @functools.wraps(method)
+    def routed(self: PipelineTree, *args: Any, **kwargs: Any) -> Any:
+        target = self._redirect
+        if target is not None:
+            return getattr(target, name)(*args, **kwargs)
+        return method(self, *args, **kwargs)
+
+    routed.is_definition = True  # type: ignore[attr-defined]
+    return routed  # type: ignore[return-value]
+
+
+def is_definition(method: Any) -> bool:
+    """Whether ``method`` (a function or a bound method) is marked with :func:`definition`."""
+    return getattr(method, "is_definition", False) is True
+
 
 class Definitions(PipelineTree):
     """The stages, operators and nested pipelines a pipeline's definition methods add."""
@@ -76,6 +106,7 @@ class Definitions(PipelineTree):
             return lambda f: self._add_stage(Stage(f, kind, **options))
         return self._add_stage(Stage(fn, kind, **options))
 
+    @definition
     def producer(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
         """Add a producer: no input, runs once, a generator or a function returning an iterable.
 
@@ -91,6 +122,7 @@ class Definitions(PipelineTree):
         """
         return self._define("producer", fn, options)
 
+    @definition
     def processor(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
         """Add a processor: one item in, 0..n items out (return, yield or ``output``).
 
@@ -106,6 +138,7 @@ class Definitions(PipelineTree):
         """
         return self._define("processor", fn, options)
 
+    @definition
     def consumer(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
         """Add a consumer: one item in; whatever it emits is still routed.
 
@@ -121,6 +154,7 @@ class Definitions(PipelineTree):
         """
         return self._define("consumer", fn, options)
 
+    @definition
     def accumulator(self, fn: Any = None, *args: Any, **options: Any) -> Any:
         """Add an accumulator: receives lists of up to ``size`` items, flushed after ``timeout``.
 
@@ -139,6 +173,7 @@ class Definitions(PipelineTree):
         fn = accumulator_args(fn, args, options)
         return self._define("accumulator", fn, options)
 
+    @definition
     def stage(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
         """Add a stage whose kind is inferred (no item parameter: producer; else processor).
 
@@ -151,6 +186,7 @@ class Definitions(PipelineTree):
         """
         return self._define(None, fn, options)
 
+    @definition
     def batch(
         self, size: int, timeout: float | None = None, key: Any = None, frame: bool = False,
         **options: Any,
@@ -166,6 +202,7 @@ class Definitions(PipelineTree):
         """
         return self._add_stage(batch(size, timeout=timeout, key=key, frame=frame, **options))
 
+    @definition
     def debatch(self, rows: Any = "series", **options: Any) -> Stage:
         """Add a ``debatch`` operator: a list gives its elements, a DataFrame its rows.
 
@@ -178,6 +215,7 @@ class Definitions(PipelineTree):
         """
         return self._add_stage(debatch(rows, **options))
 
+    @definition
     def rebatch(self, size: int, timeout: float | None = None, **options: Any) -> Stage:
         """Add a ``rebatch`` operator: re-chunk DataFrames (or lists) into exactly ``size`` rows.
 
@@ -190,6 +228,7 @@ class Definitions(PipelineTree):
         """
         return self._add_stage(rebatch(size, timeout=timeout, **options))
 
+    @definition
     def add(self, item: Any, *, to: Any = None, from_: Any = None) -> Any:
         """Add a standalone stage or nest another pipeline (optionally routed with to/from_).
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import DefinitionError
+from .building import definition
 from .identity import same_hook
 from .tree import PipelineTree
 
@@ -32,6 +33,7 @@ class Hooks(PipelineTree):
         hooks.append(fn)
         return fn
 
+    @definition
     def before_run(self, fn: Callable[[], Any]) -> Callable[[], Any]:
         """Register ``fn()`` to run once before each run starts.
 
@@ -45,6 +47,7 @@ class Hooks(PipelineTree):
         """
         return self._hook("before_run", fn)
 
+    @definition
     def after_run(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """Register ``fn(result)`` to run once after each run (also a failed or stopped one).
 
@@ -58,6 +61,7 @@ class Hooks(PipelineTree):
         """
         return self._hook("after_run", fn)
 
+    @definition
     def before_fork(self, fn: Callable[[], Any]) -> Callable[[], Any]:
         """Register ``fn()`` to run in the kernel before a run's first process or fork stage.
 
@@ -69,6 +73,7 @@ class Hooks(PipelineTree):
         """
         return self._hook("before_fork", fn)
 
+    @definition
     def after_fork(self, fn: Callable[[], Any]) -> Callable[[], Any]:
         """Register ``fn()`` to run in every worker process and fork child before its first item.
 
@@ -80,6 +85,7 @@ class Hooks(PipelineTree):
         """
         return self._hook("after_fork", fn)
 
+    @definition
     def on_error(self, fn: Callable[[BaseException, Any, str], Any]) -> Callable[..., Any]:
         """Register ``fn(exc, item, stage)`` called for every item error (stage is a path).
 

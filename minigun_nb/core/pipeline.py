@@ -119,14 +119,6 @@ class Pipeline(Blocks, Hooks):
     def __ror__(self, other: Any) -> Pipeline:
         return Pipeline._compose(other, self)
 
-    def __getattribute__(self, attr: str) -> Any:
-        # Inside `with pipe.pipeline("x")`, definition methods of `pipe` act on `x`.
-        if attr in _REDIRECTED:
-            target = object.__getattribute__(self, "_redirect")
-            if target is not None:
-                return getattr(target, attr)
-        return object.__getattribute__(self, attr)
-
     # -- introspection ---------------------------------------------------------------------
     @property
     def stages(self) -> list[Stage]:
@@ -259,12 +251,3 @@ class Pipeline(Blocks, Hooks):
         from ..runtime.handle import start
 
         return start(self, items=items, displays=displays_for(display), peek=peek)
-
-
-_REDIRECTED = frozenset(
-    {
-        "producer", "processor", "consumer", "accumulator", "stage", "batch", "debatch",
-        "rebatch", "add", "parallel", "sequential", "threads", "processes", "forks", "tasks",
-        "pipeline", "before_run", "after_run", "before_fork", "after_fork", "on_error",
-    }
-)

@@ -71,7 +71,7 @@ class PipelineTree:
     """What a pipeline records, how it is looked up, and the lock a run holds on it."""
 
     #: inside ``with pipe.pipeline("x")``: the nested pipeline ``x`` that the definition
-    #: methods of this one act on (see ``Pipeline.__getattribute__``)
+    #: methods of this one act on (see :func:`minigun_nb.core.building.definition`)
     _redirect: Pipeline | None = None
 
     def __init__(self, name: Any, **options: Any) -> None:
