@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import AmbiguousStageError, CycleError, DefinitionError, UnknownStageError
 from .options import PIPELINE_ONLY, STAGE_DEFAULTS
-from .stage import OPERATOR_KINDS, Stage, check_picklable, instance_hooks, is_async_callable
+from .stage import KERNEL_KINDS, Stage, check_async_backend, check_picklable, instance_hooks
 from .tree import Block
 
 if TYPE_CHECKING:
@@ -626,7 +626,7 @@ class _Resolver:
         for hook, method in instance_hooks(s.fn).items():  # a stateful stage object's own hooks
             if opts[hook] is None:
                 opts[hook] = method
-        if s.kind in OPERATOR_KINDS or s.kind == "accumulator":
+        if s.kind in KERNEL_KINDS:
             opts.update(workers=1, backend="inline")  # one thread in the kernel
         elif s.kind == "producer":
             opts["workers"] = 1
@@ -719,16 +719,7 @@ class _Resolver:
             fn = spec.fn
             if fn is None:
                 continue
-            if backend == "async" and not is_async_callable(fn):
-                raise DefinitionError(
-                    f"stage {path!r}: backend='async' needs an async def function; "
-                    f"write `async def {spec.name}(item): ...` or use backend='thread'."
-                )
-            if backend != "async" and is_async_callable(fn):
-                raise DefinitionError(
-                    f"stage {path!r}: the function is an async def, but backend={backend!r}; "
-                    f"use backend='async'."
-                )
+            check_async_backend(f"stage {path!r}", spec.name, fn, backend)
             if backend in ("process", "dask") and "backend" not in spec.stage.options:
                 check_picklable(f"stage {path!r}", fn, backend)
 

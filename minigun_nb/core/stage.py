@@ -12,13 +12,12 @@ import inspect
 import math
 import numbers
 import os
-import sys
-import types
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import DefinitionError
+from ..stagefn.frames import in_package, outer_frame
 from .options import (
     BACKENDS,
     OPERATOR_OPTIONS,
@@ -32,6 +31,11 @@ from .options import (
 WORKER_KINDS = ("producer", "processor", "consumer", "accumulator")
 OPERATOR_KINDS = ("batch", "debatch", "rebatch")
 KINDS = WORKER_KINDS + OPERATOR_KINDS
+#: Kinds that run in the kernel on one thread whatever their options (workers=1, "inline").
+KERNEL_KINDS = (*OPERATOR_KINDS, "accumulator")
+#: Kinds that never get a pool of workers, so their backend never applies: the producer (one
+#: thread in the kernel) and the kernel kinds.
+UNPOOLED_KINDS = ("producer", *KERNEL_KINDS)
 
 #: Parameter names the runtime fills itself; they never count as the item parameter.
 INJECTED = ("output",)
@@ -48,10 +52,6 @@ def _callable_name(fn: Any) -> str | None:
     if not isinstance(name, str) or not name.isidentifier():
         return None  # lambdas ("<lambda>"), partials and instances have no usable name
     return name
-
-
-#: the directory of the minigun_nb package: frames whose code lives there are not call sites
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
 
 
 class CallSite:
@@ -93,10 +93,9 @@ class CallSite:
 
 def call_site() -> CallSite | None:
     """The call site of the running definition: the first frame outside minigun_nb."""
-    frame: types.FrameType | None = sys._getframe(1)
-    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR)
-                                 or frame.f_code.co_filename == contextlib.__file__):
-        frame = frame.f_back  # (`with pipe.pipeline(...)` enters through contextlib)
+    # (`with pipe.pipeline(...)` enters through contextlib)
+    frame, _ = outer_frame(
+        lambda f: in_package(f) or f.f_code.co_filename == contextlib.__file__, depth=1)
     if frame is None:
         return None
     code = frame.f_code
@@ -127,6 +126,24 @@ def is_async_callable(fn: Any) -> bool:
         if f is not None and (inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)):
             return True
     return False
+
+
+def check_async_backend(where: str, name: str, fn: Any, backend: str | None) -> None:
+    """An ``async def`` runs on the event loop (``backend='async'``), and nothing else does.
+
+    ``backend`` None (not chosen yet) fits either.
+    """
+    if is_async_callable(fn):
+        if backend is not None and backend != "async":
+            raise DefinitionError(
+                f"{where}: the function is an async def, but backend={backend!r}; "
+                f"use backend='async' (or make it a plain def)."
+            )
+    elif backend == "async":
+        raise DefinitionError(
+            f"{where}: backend='async' needs an async def function; "
+            f"write `async def {name}(item): ...` or use backend='thread'."
+        )
 
 
 def instance_hooks(fn: Any) -> dict[str, Callable[..., Any]]:
@@ -308,7 +325,7 @@ class Stage:
             )
         #: operator parameters (size, timeout, key, frame, rows) or accumulator size/timeout
         self.params: dict[str, Any] = {}
-        if kind in OPERATOR_KINDS or kind == "accumulator":
+        if kind in KERNEL_KINDS:
             for key in _OPERATOR_PARAMS.get(kind, ("size", "timeout")):
                 if key in options:
                     self.params[key] = options.pop(key)
@@ -343,21 +360,11 @@ class Stage:
             backend = context.get("backend")
         if self.fn is None:
             return
-        if is_async_callable(self.fn):
-            if backend is None:
-                # an async def can only run on the event loop; choose it for the user
-                self.options["backend"] = "async"
-            elif backend != "async":
-                raise DefinitionError(
-                    f"{where}: the function is an async def, but backend={backend!r}; "
-                    f"use backend='async' (or make it a plain def)."
-                )
+        if backend is None and is_async_callable(self.fn):
+            # an async def can only run on the event loop; choose it for the user
+            self.options["backend"] = "async"
             return
-        if backend == "async":
-            raise DefinitionError(
-                f"{where}: backend='async' needs an async def function; "
-                f"write `async def {self.name}(item): ...` or use backend='thread'."
-            )
+        check_async_backend(where, self.name, self.fn, backend)
         if backend == "fork" and os.name != "posix":
             raise DefinitionError(
                 f"{where}: backend='fork' needs a POSIX system (Linux, macOS); "

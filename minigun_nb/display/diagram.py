@@ -6,6 +6,8 @@ import html
 import re
 from typing import TYPE_CHECKING, Any
 
+from ..core.stage import OPERATOR_KINDS
+
 if TYPE_CHECKING:
     from ..core.graph import Graph
 
@@ -38,7 +40,7 @@ def _detail(graph: Graph, path: str) -> str:
     backend = spec.options["backend"]
     workers = spec.options["workers"]
     detail = spec.kind if spec.kind != "processor" else ""
-    if spec.kind not in ("batch", "debatch", "rebatch"):
+    if spec.kind not in OPERATOR_KINDS:
         extra = f"{backend}×{workers}" if (backend, workers) != ("thread", 1) else ""
         detail = " ".join(x for x in (detail, extra) if x)
     if spec.dynamic:

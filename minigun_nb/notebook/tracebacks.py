@@ -16,18 +16,11 @@ Nothing here imports IPython at import time; only IPython calls :func:`render_tr
 from __future__ import annotations
 
 import contextlib
-import os
 import traceback
 import types
 
-#: the package directory: frames whose code lives below it are library internals
-PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_REAL_PACKAGE_DIR = os.path.realpath(PACKAGE_DIR.rstrip(os.sep)) + os.sep
-
-
-def inside_package(filename: str) -> bool:
-    """True when ``filename`` is a source file of the minigun_nb package."""
-    return filename.startswith(PACKAGE_DIR) or filename.startswith(_REAL_PACKAGE_DIR)
+# the package directory: frames whose code lives below it are library internals
+from ..stagefn.frames import PACKAGE_DIR, inside_package
 
 
 def user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import sys
 import threading
 import time
-import types
 import uuid
 import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..core.graph import Graph
+from ..core.stage import UNPOOLED_KINDS
 from ..errors import CapacityWarning, StageError
 from ..observe.events import (
     ItemsCancelled,
@@ -33,6 +31,7 @@ from ..observe.events import (
 )
 from ..observe.stats import StatsCollector
 from ..ops.batching import loaded_pandas
+from ..stagefn.frames import in_package, outer_frame
 from .calls import ErrorRecord, error_record
 from .channel import CANCELLED, OK
 from .emitter import RoutingError
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("minigun_nb")
 FEEDER = "<items>"
-NOT_WORKER_KINDS = ("producer", "batch", "debatch", "rebatch", "accumulator")
 TICK_SECONDS = 0.1  # displays refresh at most 10 times a second, whatever the item rate
 
 
@@ -171,7 +169,7 @@ class Run:
         left = dict(caps)
         counted = [
             (p, s) for p, s in self.graph.stages.items()
-            if s.kind not in ("producer", "batch", "debatch", "rebatch", "accumulator")
+            if s.kind not in UNPOOLED_KINDS
         ]
         pools = {"thread": "thread", "inline": "thread", "process": "process", "fork": "process"}
         remaining = {k: sum(1 for _, s in counted if pools.get(s.options["backend"]) == k)
@@ -357,7 +355,7 @@ class Run:
                 self.unfinished += 1
         for st in self.stages.values():
             st.start()
-        if any(st.kind not in NOT_WORKER_KINDS and st.spec.options["backend"] in
+        if any(st.kind not in UNPOOLED_KINDS and st.spec.options["backend"] in
                ("thread", "inline") for st in self.stages.values()):
             threading.Thread(target=stream_ticker, args=(self,), daemon=True,
                              name=f"mg-{self.graph.name}-ticker").start()
@@ -492,14 +490,8 @@ def _iter_items(items: Any) -> Iterable[Any]:
     return items
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def _user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside minigun_nb (the
     user's ``run()`` call), counted from the caller of ``warnings.warn``."""
-    frame: types.FrameType | None = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame, level = frame.f_back, level + 1
-    return level
+    _, steps = outer_frame(in_package, depth=1)
+    return 1 + steps
