@@ -22,35 +22,38 @@ Importing the package is light: pandas, loky, widgets and IPython load only wher
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .core.graph import Edge, Graph
-from .core.pipeline import Pipeline
-from .core.stage import (
-    Stage,
-    accumulator,
-    batch,
-    consumer,
-    debatch,
-    processor,
-    producer,
-    rebatch,
-    stage,
-)
-from .errors import (
-    AmbiguousStageError,
-    CapacityWarning,
-    CycleError,
-    DefinitionError,
-    DuplicateStageError,
-    MinigunError,
-    PipelineRunningError,
-    StageError,
-    UnknownStageError,
-    WorkerCrashed,
-)
-from .executors import shutdown
-from .runtime.emit import to
+if TYPE_CHECKING:
+    from .core.graph import Edge, Graph
+    from .core.pipeline import Pipeline
+    from .core.stage import (
+        Stage,
+        accumulator,
+        batch,
+        consumer,
+        debatch,
+        processor,
+        producer,
+        rebatch,
+        stage,
+    )
+    from .errors import (
+        AmbiguousStageError,
+        CapacityWarning,
+        CycleError,
+        DefinitionError,
+        DuplicateStageError,
+        MinigunError,
+        PipelineRunningError,
+        StageError,
+        UnknownStageError,
+        WorkerCrashed,
+    )
+    from .executors import shutdown
+    from .runtime.handle import RunHandle
+    from .runtime.result import RunResult
+    from .stagefn.output import to
 
 __version__ = "0.1.0"
 
@@ -87,18 +90,37 @@ __all__ = [
     "to",
 ]
 
+#: where each public name lives. They load on first use (PEP 562), so a worker process that
+#: imports ``minigun_nb.stagefn`` to run a chunk does not load the builder and the runtime.
+_HOME = {
+    "Edge": "core.graph",
+    "Graph": "core.graph",
+    "Pipeline": "core.pipeline",
+    **dict.fromkeys(("Stage", "accumulator", "batch", "consumer", "debatch", "processor",
+                     "producer", "rebatch", "stage"), "core.stage"),
+    **dict.fromkeys(("AmbiguousStageError", "CapacityWarning", "CycleError", "DefinitionError",
+                     "DuplicateStageError", "MinigunError", "PipelineRunningError",
+                     "StageError", "UnknownStageError", "WorkerCrashed"), "errors"),
+    "shutdown": "executors",
+    "RunHandle": "runtime.handle",
+    "RunResult": "runtime.result",
+    "to": "stagefn.output",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # RunResult/RunHandle live in the runtime; load them only when asked for by name
-    if name == "RunResult":
-        from .runtime.result import RunResult
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'minigun_nb' has no attribute {name!r}")
+    import importlib
 
-        return RunResult
-    if name == "RunHandle":
-        from .runtime.handle import RunHandle
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # found once; later lookups are plain attribute reads
+    return value
 
-        return RunHandle
-    raise AttributeError(f"module 'minigun_nb' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from .._reprs import short_repr
+from ..stagefn.reprs import short_repr
 from . import in_kernel
 from ._comm import deliver_while_busy
 from .layout import graph_trait

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,10 +17,10 @@ from concurrent.futures import Future
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
-from ..runtime.calls import as_resources, bind
-from ..runtime.emit import Output
-from ._chunk import encode_error, split_values, worker_name
-from .base import ErrorInfo, Job, Outcome, TaskCancelled
+from ..stagefn.calling import as_resources, bind
+from ..stagefn.outcome import ErrorInfo, Job, Outcome, TaskCancelled, encode_error
+from ..stagefn.output import Output
+from ..stagefn.runner import collect_values, worker_name
 
 if TYPE_CHECKING:
     from ..runtime.stagerun import StageRun
@@ -182,6 +181,7 @@ class AsyncExecutor:
     ) -> tuple[list[Any], list[Any], ErrorInfo | None, int, float]:
         assert self.sem is not None and self.job is not None and self.call is not None
         job = self.job
+        policy = job.policy
         call = self.call
         out: list[Any] = []
         dyn: list[tuple[int, str, Any]] = []
@@ -209,13 +209,12 @@ class AsyncExecutor:
                 except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too)
                     if isinstance(exc, asyncio.CancelledError) and _cancelled_by_runtime():
                         raise  # a cancel of the run; else the coroutine's own CancelledError
-                    if attempt <= job.retries and isinstance(exc, job.retry_on):
-                        del out[mark:]
-                        del dyn[dmark:]
-                        if job.backoff > 0:
-                            await asyncio.sleep(
-                                job.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
-                            )
+                    del out[mark:]  # a failed attempt leaves nothing behind
+                    del dyn[dmark:]
+                    if policy.retries_after(exc, attempt):
+                        delay = policy.delay(attempt)
+                        if delay > 0:
+                            await asyncio.sleep(delay)
                         attempt += 1
                         t0 = perf() if job.timeout is not None else t0
                         continue
@@ -237,7 +236,7 @@ class AsyncExecutor:
             if r is None:
                 return
             values = r if type(r) is GeneratorType else (r,)
-        split_values(values, i, out, dyn)
+        collect_values(values, i, out, dyn)
 
     def cancel(self) -> None:
         with self.lock:

@@ -30,8 +30,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any
 
-from . import _chunk
-from .base import ErrorInfo, Job, Outcome, Payload, TaskCancelled, WorkerDied, dump_items, unpack
+from ..stagefn import worker as stagefn_worker
+from ..stagefn.outcome import ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
+from ..stagefn.wire import Payload, dump_items, unpack
 
 if TYPE_CHECKING:
     from ..runtime.stagerun import StageRun
@@ -97,11 +98,11 @@ def available() -> bool:
 def run_task(token: str, blob: bytes | None, items: Payload) -> tuple[Payload, float]:
     """A chunk in a Dask worker. Several threads of one worker may bring the job at once:
     it is installed (and later set up) once per worker."""
-    if blob is not None and token not in _chunk._jobs:
+    if blob is not None and not stagefn_worker.has_job(token):
         with _install_lock:
-            if token not in _chunk._jobs:
-                _chunk._install(token, blob, "dask")
-    return _chunk.run_task(token, blob, items, "dask")
+            if not stagefn_worker.has_job(token):
+                stagefn_worker.install(token, blob, "dask")
+    return stagefn_worker.run_task(token, blob, items, "dask")
 
 
 def _lost_worker(exc: BaseException) -> bool:
@@ -227,7 +228,7 @@ class DaskExecutor:
                 return
             finally:
                 df.release()
-            if payload == _chunk.NEED_JOB:  # a fresh or restarted worker: send it the job
+            if payload == stagefn_worker.NEED_JOB:  # a fresh or restarted worker: send it the job
                 self._send(fut, items, report, True)
                 return
             report(unpack(payload)._replace(cost=moved))
@@ -253,7 +254,8 @@ class DaskExecutor:
             return []
         errors: list[ErrorInfo] = []
         try:
-            for _pid, status, errs in self.client.run(_chunk.teardown_task, job.token).values():
+            answers = self.client.run(stagefn_worker.teardown_task, job.token)
+            for _pid, status, errs in answers.values():
                 if status == "torn":
                     errors.extend(errs)
         except Exception:  # noqa: BLE001 - a worker gone away has nothing to tear down

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import _chunk
-from .base import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
+from ..stagefn.outcome import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
+from ..stagefn.wire import read_exact, read_payload, unpack
+from ..stagefn.worker import fork_child
 
 if TYPE_CHECKING:
     from ..runtime.stagerun import StageRun
@@ -29,39 +30,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("minigun_nb")
 
 
-def _read_exact(fd: int, n: int) -> bytearray | None:
-    """``n`` bytes from ``fd``, read in place; None at end of file before that many arrived."""
-    buf = bytearray(n)
-    view = memoryview(buf)
-    pos = 0
-    while pos < n:
-        got = os.readv(fd, [view[pos:]])
-        if not got:
-            return None
-        pos += got
-    return buf
-
-
 def read_frame(fd: int) -> Any:
-    """The next outcome written by :func:`_chunk.write_frame`; None at end of file."""
-    head = _read_exact(fd, 12)
-    if head is None:
-        return None
-    meta_len = int.from_bytes(head[:8], "little")
-    count = int.from_bytes(head[8:12], "little")
-    sizes = _read_exact(fd, 8 * count) if count else bytearray()
-    if sizes is None:
-        return None
-    meta = _read_exact(fd, meta_len)
-    if meta is None:
-        return None
-    bufs = []
-    for i in range(count):
-        b = _read_exact(fd, int.from_bytes(sizes[8 * i : 8 * i + 8], "little"))
-        if b is None:
-            return None  # the child died mid-frame
-        bufs.append(b)
-    return pickle.loads(meta, buffers=bufs)
+    """The next outcome a child wrote (:func:`~minigun_nb.stagefn.wire.write_payload`); None
+    at end of file, or when the child died mid-frame."""
+    payload = read_payload(partial(read_exact, fd))
+    return None if payload is None else unpack(payload)
 
 
 def _grow_pipe(fd: int) -> None:
@@ -129,7 +102,7 @@ class ForkExecutor:
                 try:
                     os.close(r)
                     assert self.job is not None
-                    code = _chunk.fork_child(self.job, items, w, parent)
+                    code = fork_child(self.job, items, w, parent)
                 finally:
                     os._exit(code)
             os.close(w)

@@ -14,7 +14,7 @@ death (they watch their parent), and the pool itself is closed after that long u
 ``mg.shutdown()`` and interpreter exit close every pool now. A pool whose worker died is
 replaced on the next submit.
 
-During a run each worker runs one long loky task (``_wire.serve``) that connects back over a
+During a run each worker runs one long loky task (``process_link.serve``) that connects back over a
 private local socket and takes the run's chunks from it; loky still owns the processes (their
 start, idle timeout, crash detection, replacement). Per chunk this costs a pickle and a socket
 write, not loky's ~0.2 ms of manager and feeder threads. A worker that dies ends its
@@ -47,18 +47,9 @@ from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import _wire
-from .base import (
-    TIMEOUT_EXIT,
-    ErrorInfo,
-    Job,
-    Outcome,
-    TaskCancelled,
-    WorkerDied,
-    dump_items,
-    payload_size,
-    unpack,
-)
+from ..stagefn.outcome import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
+from ..stagefn.wire import dump_items, payload_size, unpack
+from . import process_link
 
 if TYPE_CHECKING:
     from ..runtime.stagerun import StageRun
@@ -124,7 +115,7 @@ class StagePool:
                 ex.shutdown(wait=True, kill_workers=True)
                 ex = None
             if ex is None:
-                from ._chunk import watch_parent
+                from ..stagefn.worker import watch_parent
 
                 # workers end within a second of this process's death (SPEC §14)
                 ex = ProcessPoolExecutor(max_workers=self.workers, timeout=self.idle,
@@ -344,7 +335,7 @@ class _Link:
             elif isinstance(task, bytes):
                 self.conn.send_bytes(task)
             else:
-                _wire.send_chunk(self.conn, task.blob)
+                process_link.send_chunk(self.conn, task.blob)
         except OSError:
             pass  # the worker is gone: the reader sees it and fails what it held
 
@@ -382,7 +373,7 @@ class _Link:
                     frame = conn.recv_bytes()
                     tag = frame[:1]
                     if tag == b"R":
-                        payload, moved = _wire.read_result(conn, frame)
+                        payload, moved = process_link.read_result(conn, frame)
                     elif tag == b"T":
                         with self.cond:
                             self.replies.append(frame[1:])
@@ -415,7 +406,7 @@ class _Link:
 
 
 class ProcessExecutor:
-    """Chunks go to the stage's loky workers over one private connection each (_wire)."""
+    """Chunks go to the stage's loky workers over one private connection each (process_link)."""
 
     depth = 2
     isolates_crashes = False
@@ -520,7 +511,7 @@ class ProcessExecutor:
         for serial in serials:
             try:
                 fut = self.pool.executor(self.extra).submit(
-                    _wire.serve, self.address, self.key, serial, self.job.token, self.blob)
+                    process_link.serve, self.address, self.key, serial, self.job.token, self.blob)
             except (BrokenProcessPool, RuntimeError) as exc:
                 self._serve_ended(serial, None, exc)
                 continue

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AmbiguousStageError, UnknownStageError
-from .calls import ItemCancelled
-from .emit import Routed
+from ..stagefn.calling import ItemCancelled
+from ..stagefn.output import Routed
 
 if TYPE_CHECKING:
     from .stagerun import StageRun

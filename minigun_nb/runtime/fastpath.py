@@ -10,8 +10,8 @@ import time
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
-from .calls import Control, ItemCancelled
-from .emit import Routed
+from ..stagefn.calling import Control, ItemCancelled
+from ..stagefn.output import Routed
 
 if TYPE_CHECKING:
     from collections.abc import Callable

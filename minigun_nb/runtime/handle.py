@@ -8,10 +8,10 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .._reprs import short_repr
 from ..core.graph import resolve
 from ..errors import DefinitionError
 from ..observe.follow import FAST_SECONDS, SLOW_SECONDS, Follower
+from ..stagefn.reprs import short_repr
 from .result import RunResult
 from .run import TICK_SECONDS, Run
 

@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..observe.events import ChunkProcessed, ItemsTaken
 from ..ops.batching import Batcher, iter_debatch
-from .calls import backoff_delay, bind
-from .emit import Output, Routed
+from ..stagefn.calling import bind
+from ..stagefn.output import Output, Routed
+from .calls import backoff_delay
 from .emitter import ROUTING_ERRORS, Emitter
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from ..observe.events import ChunkProcessed
-from .calls import bind
-from .emit import Output, Routed
+from ..stagefn.calling import bind
+from ..stagefn.output import Output, Routed
 from .emitter import ROUTING_ERRORS, Emitter
 
 if TYPE_CHECKING:

@@ -45,7 +45,7 @@ from ..executors.base import (
     load_exception,
 )
 from ..observe.events import ChunkProcessed, ItemsTaken
-from .emit import Routed
+from ..stagefn.output import Routed
 from .emitter import ROUTING_ERRORS, Emitter
 
 if TYPE_CHECKING:

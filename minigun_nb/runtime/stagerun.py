@@ -19,19 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.graph import StageSpec
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
-from ..observe.histogram import time_this_chunk
-from .calls import (
+from ..stagefn.calling import (
     Control,
     ItemCancelled,
     TimeoutCaller,
     as_resources,
-    backoff_delay,
     bind,
     bind_output,
     wants,
 )
+from ..stagefn.output import Output, Routed
+from ..stagefn.sampling import time_this_chunk
+from .calls import backoff_delay
 from .channel import Channel
-from .emit import Output, Routed
 from .emitter import ROUTING_ERRORS, Emitter
 from .fastpath import fast_eligible, run_chunk
 

@@ -1,4 +1,4 @@
-"""How stage functions emit: return values, generators, ``output`` and ``mg.to``."""
+"""How stage functions emit: return values, generators, ``output`` and ``mg.to`` (stdlib only)."""
 
 from __future__ import annotations
 

@@ -7,16 +7,15 @@ which connects back to the kernel over a local socket and runs the run's chunks 
 over it. The pool is still the stage's loky pool (its workers, their idle timeout, its crash
 detection and replacement); only the chunks travel outside loky's queues.
 
-Frames are ``multiprocessing.connection`` messages. A payload is a pickle (protocol 5) and its
-out-of-band buffers, each buffer one message, so a DataFrame's blocks are not copied into a
-bigger frame:
+Frames are ``multiprocessing.connection`` messages carrying the one framing of
+:mod:`minigun_nb.stagefn.wire` (the head and pickle one message, each out-of-band buffer one
+message, so a DataFrame's blocks are not copied into a bigger frame):
 
-- kernel -> worker: ``C`` + buffer count (4 bytes) + pickle, then the buffers (a chunk);
-  ``T`` (tear down the job); ``B`` (bye: the task returns and the worker is free again).
+- kernel -> worker: ``C`` + a payload (a chunk); ``T`` (tear down the job); ``B`` (bye: the
+  task returns and the worker is free again).
 - worker -> kernel: ``H`` + pickled (serial, pid) once; ``R`` + seconds spent (un)pickling
-  (8 bytes) + buffer count + pickle, then the buffers (a chunk's outcome); ``E`` + a pickled
-  exception (the chunk could not run at all, e.g. the job cannot be unpickled here); ``T`` +
-  pickled teardown answer.
+  (8 bytes) + a payload (a chunk's outcome); ``E`` + a pickled exception (the chunk could not
+  run at all, e.g. the job cannot be unpickled here); ``T`` + pickled teardown answer.
 """
 
 from __future__ import annotations
@@ -27,10 +26,9 @@ import socket
 import struct
 from typing import Any
 
-from .base import Payload, dumps
+from ..stagefn.wire import BufferReader, Payload, dumps, read_payload, write_payload
 
-_COUNT = struct.Struct("<I")
-_RESULT = struct.Struct("<dI")
+_MOVED = struct.Struct("<d")
 
 
 def connect(address: Any, key: bytes) -> Any:
@@ -49,44 +47,25 @@ def connect(address: Any, key: bytes) -> Any:
     return conn
 
 
-def send_payload(conn: Any, head: bytes, payload: Payload) -> None:
-    meta, bufs = payload if isinstance(payload, tuple) else (payload, [])
-    views = [memoryview(b).cast("B") for b in bufs]
-    sizes = struct.pack(f"<{len(views)}Q", *(v.nbytes for v in views))
-    conn.send_bytes(b"".join([head, _COUNT.pack(len(views)), sizes, meta]))
-    for v in views:
-        conn.send_bytes(v)
-
-
-def recv_payload(conn: Any, frame: bytes, offset: int) -> tuple[bytes, list[bytearray]]:
-    """The pickle and buffers of a payload whose first frame is ``frame``. Buffers arrive in
-    writable memory (arrays rebuilt on them can be changed in place, as with plain pickle)."""
-    (count,) = _COUNT.unpack_from(frame, offset)
-    offset += _COUNT.size
-    sizes = struct.unpack_from(f"<{count}Q", frame, offset)
-    meta = frame[offset + 8 * count:]
-    bufs = []
-    for size in sizes:
-        buf = bytearray(size)
-        if size:
-            conn.recv_bytes_into(buf)
-        else:
-            conn.recv_bytes()
-        bufs.append(buf)
-    return meta, bufs
+def recv_payload(conn: Any, frame: bytes, offset: int) -> Payload:
+    """The payload whose first message is ``frame`` (its framing starts at ``offset``)."""
+    payload = read_payload(BufferReader(frame, offset, conn.recv_bytes_into))
+    if payload is None:
+        raise EOFError("a frame ended early")
+    return payload
 
 
 def send_chunk(conn: Any, payload: Payload) -> None:
-    send_payload(conn, b"C", payload)
+    write_payload(conn.send_bytes, payload, b"C")
 
 
 def send_result(conn: Any, payload: Payload, moved: float) -> None:
-    send_payload(conn, b"R" + struct.pack("<d", moved), payload)
+    write_payload(conn.send_bytes, payload, b"R" + _MOVED.pack(moved))
 
 
 def read_result(conn: Any, frame: bytes) -> tuple[Payload, float]:
-    (moved,) = struct.unpack_from("<d", frame, 1)
-    return recv_payload(conn, frame, 9), moved
+    (moved,) = _MOVED.unpack_from(frame, 1)
+    return recv_payload(conn, frame, 1 + _MOVED.size), moved
 
 
 def serve(address: Any, key: bytes, serial: int, token: str, blob: bytes) -> int:
@@ -95,7 +74,7 @@ def serve(address: Any, key: bytes, serial: int, token: str, blob: bytes) -> int
     Returns the number of chunks served. An exception that stops a chunk from running at all
     goes back as ``E`` for that chunk; the loop goes on.
     """
-    from ._chunk import run_task, teardown_task
+    from ..stagefn.worker import run_task, teardown_task
 
     try:
         conn = connect(address, key)

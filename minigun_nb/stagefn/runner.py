@@ -1,0 +1,454 @@
+"""The chunk runner: the per-item step every runtime shares, and one stage's job run chunk by
+chunk inside a worker (a loky worker, a fork child, a Dask worker).
+
+:func:`run_item` is the per-item step: call the function, drain what it returns (a value, a
+generator, ``mg.to``) into a sink, retry with backoff on ``retry_on``, take back what a failed
+attempt emitted. The sink decides where emissions go: :class:`Collector` gathers them into an
+:class:`~.outcome.Outcome` (the worker side); the thread runtime can hand them downstream.
+
+:class:`PreparedJob` is a job ready to run in this process: ``after_fork`` hooks run, resources
+set up, the call bound with an ``output`` that writes into its collector. Its fast loop serves
+stages without retries, timeout or ``output``; the general loop everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from types import GeneratorType
+from typing import Any, Protocol
+
+from .calling import Control, RetryPolicy, as_resources, bind, wants
+from .outcome import ErrorInfo, Job, Outcome, Unpicklable, encode_error
+from .output import Output, Routed
+from .sampling import time_this_chunk
+from .timeouts import ItemTimer
+from .wire import Payload, dumps, pack
+
+perf = time.perf_counter
+
+#: a streaming run (fork children) hands over what it has at least this often
+FLUSH_SECONDS = 0.005
+
+_after_fork_runs: set[str] = set()
+_lock = threading.Lock()
+
+
+def worker_name(kind: str) -> str:
+    import socket
+
+    return f"{kind} pid={os.getpid()} host={socket.gethostname()}"
+
+
+# -- the per-item step -----------------------------------------------------------------------------
+class ItemSink(Protocol):
+    """Where the per-item step puts an item's emissions."""
+
+    def mark(self) -> Any:
+        """A position to take back to."""
+        ...
+
+    def take_back(self, mark: Any) -> None:
+        """Forget what was emitted since ``mark`` (a failed attempt leaves nothing behind)."""
+
+    def since(self, mark: Any) -> bool:
+        """Whether anything was emitted since ``mark``."""
+        ...
+
+    def collect(self, i: int, r: Any) -> None:
+        """Put what item ``i``'s call returned (a value, a generator, ``mg.to``) in place."""
+
+
+def collect_values(
+    values: Any, i: int, out: list[Any], dyn: list[tuple[int, str, Any]]
+) -> None:
+    """Sort what item ``i`` emitted: ``mg.to(...)`` values into ``dyn``, the rest into ``out``."""
+    for v in values:
+        if type(v) is Routed:
+            dyn.append((i, v.target, v.item))
+        else:
+            out.append(v)
+
+
+def collect_all(r: Any, i: int, out: list[Any], dyn: list[tuple[int, str, Any]]) -> int:
+    """Collect a generator's values (or one mg.to); all or nothing. How many it emitted."""
+    if type(r) is Routed:
+        dyn.append((i, r.target, r.item))
+        return 1
+    mark, dmark = len(out), len(dyn)
+    try:
+        collect_values(r, i, out, dyn)
+    except BaseException:
+        del out[mark:]  # a generator failing half-way takes back what it yielded
+        del dyn[dmark:]
+        raise
+    return len(out) - mark + len(dyn) - dmark
+
+
+def run_item(
+    call: Callable[[Any], Any],
+    item: Any,
+    i: int,
+    sink: ItemSink,
+    policy: RetryPolicy,
+    invoke: Callable[[Callable[[Any], Any], Any, int], None] | None = None,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> tuple[int, BaseException | None, bool]:
+    """Run item ``i``: ``call(item)``, what it returns put in ``sink`` (``sink.collect``; or
+    ``invoke(call, item, i)`` does both, e.g. under a timeout). A failure is retried as
+    ``policy`` says, after its backoff (``sleep``), and what the failed attempt emitted is
+    taken back. Returns the attempts made, the item's exception (None when it succeeded) and
+    whether it emitted anything. The runtime's own :class:`~.calling.Control` signals pass
+    through."""
+    attempt = 1
+    while True:
+        mark = sink.mark()
+        try:
+            if invoke is None:
+                sink.collect(i, call(item))
+            else:
+                invoke(call, item, i)
+        except Control:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too)
+            sink.take_back(mark)
+            if policy.retries_after(exc, attempt):
+                delay = policy.delay(attempt)
+                if delay > 0:
+                    sleep(delay)
+                attempt += 1
+                continue
+            return attempt, exc, False
+        return attempt, None, sink.since(mark)
+
+
+class Collected:
+    """The sink of a worker: an item's static emissions go to ``out``, ``mg.to`` ones to
+    ``dyn`` as ``(index, name, item)``."""
+
+    __slots__ = ("out", "dyn")
+
+    def __init__(self) -> None:
+        self.out: list[Any] = []
+        self.dyn: list[tuple[int, str, Any]] = []
+
+    def collect(self, i: int, r: Any) -> None:
+        """Put what item ``i``'s call returned (a value, a generator, ``mg.to``) in place."""
+        if r is None:
+            return
+        if type(r) is GeneratorType:
+            collect_values(r, i, self.out, self.dyn)
+        elif type(r) is Routed:
+            self.dyn.append((i, r.target, r.item))
+        else:
+            self.out.append(r)
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.out), len(self.dyn)
+
+    def take_back(self, mark: tuple[int, int]) -> None:
+        del self.out[mark[0]:]
+        del self.dyn[mark[1]:]
+
+    def since(self, mark: tuple[int, int]) -> bool:
+        return len(self.out) != mark[0] or len(self.dyn) != mark[1]
+
+
+class Collector(threading.local):
+    """Where the ``output`` parameter of a worker's call writes: the current item's lists (per
+    thread, as a Dask worker may run several chunks of a job at once)."""
+
+    def __init__(self) -> None:
+        self.out: list[Any] = []
+        self.dyn: list[tuple[int, str, Any]] = []
+        self.index = 0
+
+    def emit(self, item: Any) -> None:
+        self.out.append(item)
+
+    def send(self, name: str, item: Any) -> None:
+        self.dyn.append((self.index, name, item))
+
+
+def _call_into(call: Callable[[Any], Any], item: Any, i: int, col: Collector,
+               lists: Collected) -> None:
+    col.out, col.dyn, col.index = lists.out, lists.dyn, i  # a helper thread (Dask + timeout)
+    lists.collect(i, call(item))
+
+
+def _unpicklable(item: Unpicklable) -> BaseException:
+    try:
+        raise pickle.PicklingError(item.message)
+    except pickle.PicklingError as exc:
+        return exc
+
+
+# -- a job, ready to run in this process ----------------------------------------------------------
+class PreparedJob:
+    """One stage's job inside one worker process: hooks run, resources set up, call bound."""
+
+    def __init__(self, job: Job, kind: str = "process") -> None:
+        self.job = job
+        self.kind = kind
+        self.call: Callable[[Any], Any] | None = None
+        self.resources: dict[str, Any] | None = None
+        self.failed: ErrorInfo | None = None
+        self.col = Collector()
+        self.lock = threading.Lock()  # a Dask worker may start several chunks at once
+        self.timer = ItemTimer(job.timeout) if job.timeout else None
+        self.policy = job.policy
+        self.worker = worker_name(kind)
+        # the fast loop serves stages without retries, timeout or ``output``
+        self.fast = job.retries == 0 and job.timeout is None and not wants(job.fn)[0]
+        self.per_item = 0.0
+        self.sampled = 0
+        self.timed_items = 0  # latencies measured so far in this worker
+
+    def ensure(self, force_after_fork: bool = False) -> ErrorInfo | None:
+        """Run after_fork (once per run in this process) and setup; None when ready."""
+        if self.call is not None:
+            return None
+        with self.lock:
+            return self._ensure(force_after_fork)
+
+    def _ensure(self, force_after_fork: bool) -> ErrorInfo | None:
+        if self.call is not None:
+            return None
+        if self.failed is not None:
+            return self.failed
+        job = self.job
+        try:
+            with _lock:
+                first = force_after_fork or job.run_token not in _after_fork_runs
+                _after_fork_runs.add(job.run_token)
+            if first:
+                for hook in job.after_fork:
+                    hook()
+            resources = {} if job.setup is None else as_resources(job.path, job.setup())
+            self.resources = resources
+            col = self.col
+            self.call = bind(job.fn, resources, Output(col.emit, col.send), item_param=True)
+        except Exception as exc:  # noqa: BLE001 - reported; the kernel fails the stage
+            self.failed = encode_error(-1, exc, 1)
+            return self.failed
+        return None
+
+    def teardown(self) -> list[ErrorInfo]:
+        job = self.job
+        resources, self.resources, self.call = self.resources, None, None
+        if resources is None or job.teardown is None:
+            return []
+        try:
+            job.teardown(**resources)
+        except Exception as exc:  # noqa: BLE001 - a row of the error table
+            return [encode_error(-1, exc, 1)]
+        return []
+
+    def run(
+        self,
+        items: Sequence[Any],
+        sink: Callable[[Outcome, Any], None] | None = None,
+        maybe_bad: bool = False,
+    ) -> tuple[Outcome, Any]:
+        """Run every item; return the outcome of the last segment and its emission layout.
+
+        With ``sink``, finished segments are handed to it as they complete (streaming).
+        ``maybe_bad``: the chunk may hold stand-ins for items that could not be pickled.
+        """
+        if maybe_bad and not any(type(x) is Unpicklable for x in items):
+            maybe_bad = False
+        if self.fast and not maybe_bad:
+            if sink is None:
+                return self._run_fast(items, 0, len(items))
+            return self._stream_fast(items, sink)
+        return self._run_general(items, sink, maybe_bad)
+
+    def _stream_fast(
+        self, items: Sequence[Any], sink: Callable[[Outcome, Any], None]
+    ) -> tuple[Outcome, Any]:
+        """The fast loop in segments that take about :data:`FLUSH_SECONDS` each."""
+        n = len(items)
+        lo, size = 0, 1
+        while True:
+            hi = min(n, lo + size)
+            t = perf()
+            oc, layout = self._run_fast(items, lo, hi)
+            sink(oc, layout)
+            if hi >= n:
+                return oc, layout
+            took = perf() - t
+            size = min(4 * size, max(1, int(size * FLUSH_SECONDS / took))) if took > 0 else 4 * size
+            lo = hi
+
+    def _run_fast(self, items: Sequence[Any], lo: int, hi: int) -> tuple[Outcome, Any]:
+        """The hot loop over ``items[lo:hi]``: per item the call, a type check and (when
+        sampled) a clock read."""
+        call = self.call
+        assert call is not None
+        out: list[Any] = []
+        append = out.append
+        dyn: list[tuple[int, str, Any]] = []
+        errors: list[ErrorInfo] = []
+        lat: list[float] = []
+        nones: list[int] = []  # items that returned None (filtered)
+        multi: dict[int, int] = {}  # items that emitted through a generator or mg.to
+        self.sampled += 1
+        timed = self.job.track and time_this_chunk(self.sampled, self.timed_items, self.per_item)
+        n = hi
+        i = lo
+        t0 = prev = perf()
+        while i < n:
+            try:
+                while i < n:
+                    item = items[i]
+                    i += 1
+                    r = call(item)
+                    if r is None:
+                        nones.append(i - 1)
+                    elif type(r) is GeneratorType or type(r) is Routed:
+                        multi[i - 1] = collect_all(r, i - 1, out, dyn)
+                    else:
+                        append(r)
+                    if timed:
+                        t = perf()
+                        lat.append(t - prev)
+                        prev = t
+            except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too)
+                errors.append(encode_error(i - 1, exc, 1))
+                if timed:
+                    t = perf()
+                    lat.append(t - prev)
+                    prev = t
+        busy = perf() - t0
+        n = hi - lo
+        if n:
+            self.per_item = busy / n
+        filtered = len(nones) + sum(1 for k in multi.values() if k == 0)
+        oc = Outcome(lo, n, out, dyn, n - len(errors), len(errors), filtered, 0, busy, lat,
+                     errors, self.worker)
+        self.timed_items += len(lat)
+        return oc, (nones, multi)
+
+    def _run_general(
+        self,
+        items: Sequence[Any],
+        sink: Callable[[Outcome, Any], None] | None,
+        check_bad: bool = False,
+    ) -> tuple[Outcome, Any]:
+        call = self.call
+        assert call is not None
+        col = self.col
+        lists = Collected()
+        col.out, col.dyn = lists.out, lists.dyn
+        errors: list[ErrorInfo] = []
+        lat: list[float] = []
+        ends: list[int] = []
+        track = self.job.track
+        policy = self.policy
+        timer = self.timer
+        invoke = None
+        if timer is not None:
+            def invoke(call: Callable[[Any], Any], item: Any, i: int) -> None:
+                timer.run(partial(_call_into, call, item, i, col, lists))
+        done = failed = filtered = retried = 0
+        seg = 0
+        seg_t0 = prev = last_flush = perf()
+        for i, item in enumerate(items):
+            col.index = i
+            if check_bad and type(item) is Unpicklable:
+                attempts, exc, emitted = 1, _unpicklable(item), False
+            else:
+                attempts, exc, emitted = run_item(call, item, i, lists, policy, invoke)
+            retried += attempts - 1
+            if exc is None:
+                done += 1
+                if not emitted:
+                    filtered += 1
+            else:
+                failed += 1
+                errors.append(encode_error(i, exc, attempts))
+            ends.append(len(lists.out))
+            t = perf()
+            if track:
+                lat.append(t - prev)
+            prev = t
+            if sink is not None and t - last_flush >= FLUSH_SECONDS and i + 1 < len(items):
+                sink(Outcome(seg, i + 1 - seg, lists.out, lists.dyn, done, failed, filtered,
+                             retried, t - seg_t0, lat, errors, self.worker), ends)
+                lists.out, lists.dyn, errors, lat, ends = [], [], [], [], []
+                col.out, col.dyn = lists.out, lists.dyn
+                done = failed = filtered = retried = 0
+                seg = i + 1
+                seg_t0 = last_flush = t
+        oc = Outcome(seg, len(items) - seg, lists.out, lists.dyn, done, failed, filtered,
+                     retried, perf() - seg_t0, lat, errors, self.worker)
+        if sink is not None:
+            sink(oc, ends)
+        return oc, ends
+
+
+# -- an outcome on its way back -------------------------------------------------------------------
+def item_ends(oc: Outcome, layout: Any) -> list[int]:
+    """Where each item's static emissions end in ``oc.out``."""
+    if isinstance(layout, list):
+        return layout
+    nones, multi = layout
+    skip = set(nones) | {e.index for e in oc.errors}
+    statics: dict[int, int] = {}
+    for idx, _name, _item in oc.dyn:
+        statics[idx] = statics.get(idx, 0) - 1
+    ends = []
+    pos = 0
+    for j in range(oc.start, oc.start + oc.n):
+        if j in multi:
+            pos += multi[j] + statics.get(j, 0)
+        elif j not in skip:
+            pos += 1
+        ends.append(pos)
+    return ends
+
+
+def dump_outcome(oc: Outcome, layout: Any, oob: bool = False) -> Payload:
+    """Pickle an outcome; an item whose results cannot be pickled becomes an item error."""
+    try:
+        return pack(oc, oob)
+    except Exception:  # noqa: BLE001 - find the items at fault
+        pass
+    ends = item_ends(oc, layout)
+    failed_idx = {e.index for e in oc.errors}
+    out: list[Any] = []
+    dyn_by: dict[int, list[tuple[int, str, Any]]] = {}
+    for d in oc.dyn:
+        dyn_by.setdefault(d[0], []).append(d)
+    dyn: list[tuple[int, str, Any]] = []
+    errors = list(oc.errors)
+    done, failed = oc.done, oc.failed
+    lo = 0
+    for j, hi in enumerate(ends):
+        idx = oc.start + j
+        values = oc.out[lo:hi]
+        routed = dyn_by.get(idx, [])
+        lo = hi
+        try:
+            dumps((values, routed))
+        except Exception as exc:  # noqa: BLE001
+            if idx not in failed_idx:
+                done -= 1
+                failed += 1
+                errors.append(ErrorInfo(
+                    idx,
+                    "PicklingError",
+                    f"the item's results cannot be pickled to send them back to the kernel "
+                    f"({type(exc).__name__}: {exc})",
+                    "",
+                    None,
+                    1,
+                ))
+            continue
+        out.extend(values)
+        dyn.extend(routed)
+    return pack(oc._replace(out=out, dyn=dyn, errors=errors, done=done, failed=failed), oob)
