@@ -46,7 +46,7 @@ test-py: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --write
 
 lint: $(STAMP)
 	$(BIN)/ruff check minigun_nb tests bench examples
