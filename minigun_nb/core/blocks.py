@@ -13,8 +13,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from .building import Definitions, definition
+from .identity import call_site
 from .options import check_option
-from .stage import call_site
 from .tree import Block
 from .undo import drop, snapshot, validate_after
 

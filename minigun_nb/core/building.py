@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from ..errors import DefinitionError, DuplicateStageError
 from . import identity
 from .options import names_tuple
-from .stage import Stage, accumulator_args, batch, call_site, debatch, rebatch
+from .stage import Stage, accumulator_args, batch, debatch, rebatch
 from .tree import PipelineTree
 from .undo import validate_after
 
@@ -71,7 +71,7 @@ class Definitions(PipelineTree):
             stage._check_backend(f"stage {stage.name!r}", inherited)
         existing = self._find(stage.name)
         if stage.auto_named:
-            stage.site = call_site()
+            stage.site = identity.call_site()
             if existing is not None:
                 existing = identity.redefined_operator(self, stage)
                 if existing is not None:
@@ -281,7 +281,7 @@ class Definitions(PipelineTree):
         old_routing, old_site = (sub.to, sub.from_), sub.site
         new_to = sub.to if to is None else names_tuple(where, "to", to)
         new_from = sub.from_ if from_ is None else names_tuple(where, "from_", from_)
-        site = call_site() if rerun else None
+        site = identity.call_site() if rerun else None
         existing = self._find(sub.name)
         if existing is not None and existing is not sub and not (
             isinstance(existing, PipelineTree) and identity.rerun(site, existing.site)

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import AmbiguousStageError, CycleError, DefinitionError, UnknownStageError
+from .functions import check_async_backend, check_picklable, instance_hooks
 from .options import PIPELINE_ONLY, STAGE_DEFAULTS
-from .stage import KERNEL_KINDS, Stage, check_async_backend, check_picklable, instance_hooks
+from .stage import KERNEL_KINDS, Stage
 from .tree import Block
 
 if TYPE_CHECKING:

@@ -16,16 +16,87 @@ edges). Telling a re-run from a second definition:
 - a nested pipeline of the same name added from another file or cell, or from the same place
   compiled again (:func:`rerun`);
 - a hook of the same qualified name compiled again (:func:`same_hook`).
+
+Operators and nested pipelines record where user code defined them (:class:`CallSite`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from typing import TYPE_CHECKING, Any
 
-from .stage import CallSite, Stage, defined_in
+from ..stagefn.frames import in_package, outer_frame
+from .stage import Stage
 
 if TYPE_CHECKING:
     from .tree import Block, PipelineTree
+
+
+class CallSite:
+    """Where user code made a definition: file, line and column of the call, and its code.
+
+    A notebook cell is compiled again each time it runs, so the same place reached by a new
+    code object is a re-run of the cell (:meth:`rerun_of`), while a loop or a helper called
+    twice reaches it with the same code object. The code object is held weakly: once it is
+    gone, any code reaching that place is a new compilation.
+    """
+
+    __slots__ = ("filename", "lineno", "col", "_code")
+
+    def __init__(self, filename: str, lineno: int | None, col: int | None,
+                 code: Any = None) -> None:
+        self.filename = filename
+        self.lineno = lineno
+        self.col = col
+        self._code = weakref.ref(code) if code is not None else None
+
+    @property
+    def place(self) -> tuple[str, int | None, int | None]:
+        return self.filename, self.lineno, self.col
+
+    def code(self) -> Any:
+        return self._code() if self._code is not None else None
+
+    def rerun_of(self, other: CallSite | None) -> bool:
+        """True when this call is ``other``'s place reached again by new code (a re-run)."""
+        return (other is not None and other.place == self.place
+                and (self.code() is None or other.code() is not self.code()))
+
+    def __reduce__(self) -> Any:  # picklable and copyable (the weak code reference is not)
+        return CallSite, (self.filename, self.lineno, self.col)
+
+    def __repr__(self) -> str:
+        return f"<CallSite {self.filename}:{self.lineno}:{self.col}>"
+
+
+def call_site() -> CallSite | None:
+    """The call site of the running definition: the first frame outside minigun_nb."""
+    # (`with pipe.pipeline(...)` enters through contextlib)
+    frame, _ = outer_frame(
+        lambda f: in_package(f) or f.f_code.co_filename == contextlib.__file__, depth=1)
+    if frame is None:
+        return None
+    code = frame.f_code
+    lineno, col = frame.f_lineno, None
+    positions = getattr(code, "co_positions", None)  # Python 3.11+: the call's own column
+    if positions is not None:
+        for i, pos in enumerate(positions()):
+            if i == frame.f_lasti // 2:
+                lineno, col = pos[0] or lineno, pos[2]
+                break
+    return CallSite(code.co_filename, lineno, col, code)
+
+
+def defined_in(stage: Stage) -> str | None:
+    """The source file (or notebook cell) that defined ``stage``, when it can be told."""
+    if stage.fn is None:
+        return stage.site.filename if stage.site is not None else None
+    for f in (stage.fn, getattr(stage.fn, "__call__", None)):  # noqa: B004 - instances
+        code = getattr(f, "__code__", None)
+        if code is not None:
+            return code.co_filename
+    return None
 
 
 def redefined_operator(pipe: PipelineTree, stage: Stage) -> Stage | None:

@@ -7,17 +7,22 @@ fails in the cell that defines the stage, not minutes into a run.
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import math
 import numbers
 import os
-import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DefinitionError
-from ..stagefn.frames import in_package, outer_frame
+from .functions import (
+    callable_name,
+    check_arity,
+    check_async_backend,
+    check_picklable,
+    infer_kind,
+    instance_hooks,
+    is_async_callable,
+)
 from .options import (
     BACKENDS,
     OPERATOR_OPTIONS,
@@ -28,6 +33,9 @@ from .options import (
     unknown_option,
 )
 
+if TYPE_CHECKING:
+    from .identity import CallSite
+
 WORKER_KINDS = ("producer", "processor", "consumer", "accumulator")
 OPERATOR_KINDS = ("batch", "debatch", "rebatch")
 KINDS = WORKER_KINDS + OPERATOR_KINDS
@@ -37,207 +45,11 @@ KERNEL_KINDS = (*OPERATOR_KINDS, "accumulator")
 #: thread in the kernel) and the kernel kinds.
 UNPOOLED_KINDS = ("producer", *KERNEL_KINDS)
 
-#: Parameter names the runtime fills itself; they never count as the item parameter.
-INJECTED = ("output",)
-
 _OPERATOR_PARAMS = {
     "batch": ("size", "timeout", "key", "frame"),
     "debatch": ("rows",),
     "rebatch": ("size", "timeout"),
 }
-
-
-def _callable_name(fn: Any) -> str | None:
-    name = getattr(fn, "__name__", None)
-    if not isinstance(name, str) or not name.isidentifier():
-        return None  # lambdas ("<lambda>"), partials and instances have no usable name
-    return name
-
-
-class CallSite:
-    """Where user code made a definition: file, line and column of the call, and its code.
-
-    A notebook cell is compiled again each time it runs, so the same place reached by a new
-    code object is a re-run of the cell (:meth:`rerun_of`), while a loop or a helper called
-    twice reaches it with the same code object. The code object is held weakly: once it is
-    gone, any code reaching that place is a new compilation.
-    """
-
-    __slots__ = ("filename", "lineno", "col", "_code")
-
-    def __init__(self, filename: str, lineno: int | None, col: int | None,
-                 code: Any = None) -> None:
-        self.filename = filename
-        self.lineno = lineno
-        self.col = col
-        self._code = weakref.ref(code) if code is not None else None
-
-    @property
-    def place(self) -> tuple[str, int | None, int | None]:
-        return self.filename, self.lineno, self.col
-
-    def code(self) -> Any:
-        return self._code() if self._code is not None else None
-
-    def rerun_of(self, other: CallSite | None) -> bool:
-        """True when this call is ``other``'s place reached again by new code (a re-run)."""
-        return (other is not None and other.place == self.place
-                and (self.code() is None or other.code() is not self.code()))
-
-    def __reduce__(self) -> Any:  # picklable and copyable (the weak code reference is not)
-        return CallSite, (self.filename, self.lineno, self.col)
-
-    def __repr__(self) -> str:
-        return f"<CallSite {self.filename}:{self.lineno}:{self.col}>"
-
-
-def call_site() -> CallSite | None:
-    """The call site of the running definition: the first frame outside minigun_nb."""
-    # (`with pipe.pipeline(...)` enters through contextlib)
-    frame, _ = outer_frame(
-        lambda f: in_package(f) or f.f_code.co_filename == contextlib.__file__, depth=1)
-    if frame is None:
-        return None
-    code = frame.f_code
-    lineno, col = frame.f_lineno, None
-    positions = getattr(code, "co_positions", None)  # Python 3.11+: the call's own column
-    if positions is not None:
-        for i, pos in enumerate(positions()):
-            if i == frame.f_lasti // 2:
-                lineno, col = pos[0] or lineno, pos[2]
-                break
-    return CallSite(code.co_filename, lineno, col, code)
-
-
-def defined_in(stage: Stage) -> str | None:
-    """The source file (or notebook cell) that defined ``stage``, when it can be told."""
-    if stage.fn is None:
-        return stage.site.filename if stage.site is not None else None
-    for f in (stage.fn, getattr(stage.fn, "__call__", None)):  # noqa: B004 - instances
-        code = getattr(f, "__code__", None)
-        if code is not None:
-            return code.co_filename
-    return None
-
-
-def is_async_callable(fn: Any) -> bool:
-    """True for ``async def`` functions and instances whose ``__call__`` is one."""
-    for f in (fn, getattr(fn, "__call__", None)):  # noqa: B004 - instances need __call__
-        if f is not None and (inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)):
-            return True
-    return False
-
-
-def check_async_backend(where: str, name: str, fn: Any, backend: str | None) -> None:
-    """An ``async def`` runs on the event loop (``backend='async'``), and nothing else does.
-
-    ``backend`` None (not chosen yet) fits either.
-    """
-    if is_async_callable(fn):
-        if backend is not None and backend != "async":
-            raise DefinitionError(
-                f"{where}: the function is an async def, but backend={backend!r}; "
-                f"use backend='async' (or make it a plain def)."
-            )
-    elif backend == "async":
-        raise DefinitionError(
-            f"{where}: backend='async' needs an async def function; "
-            f"write `async def {name}(item): ...` or use backend='thread'."
-        )
-
-
-def instance_hooks(fn: Any) -> dict[str, Callable[..., Any]]:
-    """``setup``/``teardown`` methods of a callable class instance (its per-worker hooks)."""
-    if fn is None or inspect.isroutine(fn) or isinstance(fn, type):
-        return {}
-    return {k: getattr(fn, k) for k in ("setup", "teardown") if callable(getattr(fn, k, None))}
-
-
-def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
-    try:
-        return inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins and some C callables: nothing to check
-        return None
-
-
-def item_parameters(fn: Callable[..., Any]) -> tuple[list[str], bool] | None:
-    """The required positional parameters that take items, and whether ``*args`` is accepted.
-
-    ``output`` and parameters with defaults are not item parameters. None when the signature
-    cannot be read.
-    """
-    sig = _signature(fn)
-    if sig is None:
-        return None
-    names: list[str] = []
-    varargs = False
-    for p in sig.parameters.values():
-        if p.name in INJECTED:
-            continue
-        if p.kind is p.VAR_POSITIONAL:
-            varargs = True
-        elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
-            names.append(p.name)
-    return names, varargs
-
-
-def infer_kind(fn: Callable[..., Any]) -> str:
-    """``producer`` when the function takes no item, else ``processor``."""
-    params = item_parameters(fn)
-    if params is None:
-        return "processor"
-    names, varargs = params
-    return "producer" if not names and not varargs else "processor"
-
-
-def _required_keywords(fn: Callable[..., Any]) -> list[str]:
-    """Keyword-only parameters without a default (only setup= resources can fill them)."""
-    sig = _signature(fn)
-    if sig is None:
-        return []
-    return [
-        p.name
-        for p in sig.parameters.values()
-        if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name not in INJECTED
-    ]
-
-
-def _check_arity(where: str, kind: str, fn: Callable[..., Any], has_setup: bool) -> None:
-    params = item_parameters(fn)
-    if params is None:
-        return
-    names, varargs = params
-    keywords = _required_keywords(fn)
-    if keywords and not has_setup:
-        raise DefinitionError(
-            f"{where}: the function requires keyword parameter(s) {', '.join(keywords)} that "
-            f"nothing provides. Give them defaults, or provide them as resources with setup= "
-            f"returning a dict keyed by their names."
-        )
-    listed = ", ".join(names)
-    if kind == "producer":
-        if names and not has_setup:
-            raise DefinitionError(
-                f"{where}: a producer takes no item, but it requires {len(names)} "
-                f"parameter(s) ({listed}). Remove them (or give them defaults), or declare it "
-                f"with @pipe.processor if it should receive items."
-            )
-        return
-    what = "a list of items" if kind == "accumulator" else "exactly one item"
-    article = "an" if kind[0] in "aeiou" else "a"
-    param = "items" if kind == "accumulator" else "item"
-    if not names and not varargs:
-        raise DefinitionError(
-            f"{where}: {article} {kind} receives {what}, but the function takes no parameter. "
-            f"Add one (def {_callable_name(fn) or 'f'}({param}): ...), or declare it with "
-            f"@pipe.producer if it generates items."
-        )
-    if len(names) > 1 and not has_setup:
-        raise DefinitionError(
-            f"{where}: {article} {kind} receives {what}, but the function requires {len(names)} "
-            f"parameters ({listed}). Keep one item parameter; give the others defaults, or "
-            f"provide them as resources with setup= returning a dict keyed by their names."
-        )
 
 
 class Stage:
@@ -278,7 +90,7 @@ class Stage:
         default_name = options.pop("_default_name", False)  # set by batch()/debatch()/rebatch()
         explicit_name = name is not None and not default_name
         if name is None and fn is not None:
-            name = _callable_name(fn)
+            name = callable_name(fn)
         if name is None:
             if getattr(fn, "__name__", "") == "<lambda>":
                 what = "a lambda"
@@ -349,7 +161,7 @@ class Stage:
         if fn is not None:
             # a callable class instance may bring its own setup() method (SPEC section 1)
             has_setup = options.get("setup") is not None or "setup" in instance_hooks(fn)
-            _check_arity(where, kind, fn, has_setup=has_setup)
+            check_arity(where, kind, fn, has_setup=has_setup)
             self._check_backend(where)
 
     # -- checks ------------------------------------------------------------------------------
@@ -456,20 +268,6 @@ def _check_operator_params(where: str, kind: str, params: dict[str, Any]) -> Non
             raise DefinitionError(
                 f"{where}: rows={rows!r} is not valid; use 'series', 'dict' or an int >= 1."
             )
-
-
-def check_picklable(where: str, fn: Any, backend: str) -> None:
-    """A process or dask stage ships its function to other processes: check it pickles."""
-    import cloudpickle
-
-    try:
-        cloudpickle.dumps(fn)
-    except Exception as exc:  # noqa: BLE001 - any pickling failure means the same to the user
-        raise DefinitionError(
-            f"{where}: backend={backend!r} sends the function to worker processes, but it "
-            f"cannot be pickled ({type(exc).__name__}: {exc}). Move what it captures "
-            f"(locks, open files, connections) into setup=, or use backend='thread' or 'fork'."
-        ) from exc
 
 
 def make_stage(kind: str | None, fn: Any, options: dict[str, Any]) -> Any:

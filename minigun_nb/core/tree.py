@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import DefinitionError, PipelineRunningError
 from .options import PIPELINE_ONLY, STAGE_DEFAULTS, check_option, names_tuple, unknown_option
-from .stage import CallSite, Stage
+from .stage import Stage
 
 if TYPE_CHECKING:
+    from .identity import CallSite
     from .pipeline import Pipeline
 
 HOOKS = ("before_run", "after_run", "before_fork", "after_fork", "on_error")
