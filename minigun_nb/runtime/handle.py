@@ -332,7 +332,7 @@ def _start(pipe: Pipeline, items: Any, observers: Iterable[Any], displays: Itera
     LIVE_HANDLES.add(handle)
     for _pp, hook in graph.hooks.get("before_run", ()):
         hook()
-    from .remote import prepare_run
+    from .pooled_prepare import prepare_run
 
     prepare_run(run)  # a missing dask or a failing before_fork raises before any stage starts
     with _DeferredInterrupt() as deferred:

@@ -252,7 +252,7 @@ def producer_loop(st: StageRun, index: int) -> None:
         call = bind(st.spec.function, resources, output, item_param=False)
         result = call()
         if inspect.isasyncgen(result) or inspect.iscoroutine(result):
-            from .remote import sync_iter
+            from .async_iter import sync_iter
 
             result = sync_iter(result)  # an async def producer, on a private event loop
         if result is not None:

@@ -170,7 +170,8 @@ class StageRun:
         else:
             # process, fork, async, dask: driver threads in the kernel ship chunks to the
             # executor and route what comes back (runtime/remote.py)
-            from .remote import driver_count, remote_loop
+            from .dispatch import driver_count
+            from .dispatch import pooled_loop as remote_loop
 
             loop = partial(remote_loop, self)
             count = driver_count(self)

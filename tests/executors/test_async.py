@@ -139,7 +139,7 @@ def test_a_sync_function_on_the_async_backend_is_a_definition_error():
 
 
 def test_sync_iter_runs_an_async_producer_on_a_private_loop():
-    from minigun_nb.runtime.remote import sync_iter
+    from minigun_nb.runtime.async_iter import sync_iter
 
     closed = []
 

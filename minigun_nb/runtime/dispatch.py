@@ -1,0 +1,374 @@
+"""Driving a pooled stage: one whose function an executor runs (process, fork, async, dask).
+
+Two threads per stage, both in the kernel. The *taker* takes chunks from the stage's channel
+while a chunk slot is free (``workers * executor.depth`` chunks in flight at most, so the
+backpressure bound holds). The *driver* submits chunks to the executor and turns what comes
+back into exactly what a thread worker produces: the same routing (static, fan-out policies,
+dynamic ``mg.to``/``output.to`` resolved here), the same events (ItemsTaken, ChunkProcessed
+with per-item latencies), the same error rows (remote type name, message and traceback, the
+worker's pid and host, :mod:`.worker_errors`), the same ``ordered`` release and the same cancel
+accounting. What a task that ended without reporting all its items means is the crash policy's
+(:mod:`.crash`); what a run checks before its first pooled stage, :mod:`.pooled_prepare`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import queue
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from functools import partial
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+from ..executors import ExecutorSpec, make_executor
+from ..observe.events import ChunkProcessed, ItemsTaken
+from ..stagefn.outcome import Job, Outcome, TaskCancelled, load_exception
+from .crash import Chunk, CrashPolicy, Span
+from .emitter import ROUTING_ERRORS, Emitter
+from .pooled_prepare import prepare_run
+from .worker_errors import WorkerErrors
+
+if TYPE_CHECKING:
+    from .stagerun import StageRun
+
+#: a task's pickled items stay under about this size (unless one item is bigger)
+MAX_TASK_BYTES = 4 << 20
+
+
+def driver_count(st: StageRun) -> int:
+    """Threads the stage needs in the kernel (called by ``StageRun.start``): a taker and a
+    driver. Prepares the run on the first pooled stage."""
+    try:
+        prepare_run(st.run)
+        st.remote = PooledStage(st)
+    except BaseException:
+        st.run.cancel()  # stages already started wind down; nothing is left running
+        raise
+    return 2
+
+
+def pooled_loop(st: StageRun, index: int) -> None:
+    """Thread ``index`` of a pooled stage: 0 drives, 1 takes."""
+    ps: PooledStage = st.remote
+    if index == 0:
+        ps.drive()
+    else:
+        ps.take()
+
+
+def _put_part(events: queue.SimpleQueue[tuple[str, Any]], span: Span, outcome: Any) -> None:
+    events.put(("part", (span, outcome)))
+
+
+def _put_done(events: queue.SimpleQueue[tuple[str, Any]], span: Span, fut: Any) -> None:
+    events.put(("done", (span, fut)))
+
+
+class PooledStage:
+    """The kernel side of one pooled stage in one run."""
+
+    def __init__(self, st: StageRun) -> None:
+        self.st = st
+        self.run = run = st.run
+        opts = st.spec.options
+        self.backend = opts["backend"]
+        self.ex = make_executor(self.backend, ExecutorSpec(
+            st.path, self.backend, st.workers, run.graph.name or "",
+            opts["worker_idle_timeout"], run.log_extra(st.path), run.graph.options.get("dask_client")))
+        self.max_tasks = max(1, st.workers * self.ex.depth)
+        self.slots = threading.Semaphore(self.max_tasks)
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        qs = opts["queue_size"]
+        self.fixed = opts["chunk_size"] is not None
+        self.cap = min(opts["chunk_size"] or qs, qs)
+        self.per_item = 0.0
+        self.ordered = bool(opts["ordered"])
+        self.track = bool(opts["track_latency"])
+        self.stop_taking = False
+        self.failed_setup = False
+        self.driver_done = False
+        self.inflight: set[Span] = set()
+        self.chunks_open = 0
+        self.next_seq = 0
+        self.release_seq = 0
+        self.held: dict[int, Chunk] = {}
+        self.errors = WorkerErrors(run, st)
+        self._record = self.errors.record
+        self.policy = CrashPolicy(
+            isolates_crashes=self.ex.isolates_crashes,
+            crash_retries=opts["crash_retries"],
+            timeout=opts["timeout"],
+            fail=self._fail_range,
+            cancel=self._cancel_range,
+            path=st.path,
+            log_extra=run.log_extra(st.path),
+        )
+
+    # -- the taker thread ------------------------------------------------------------------------
+    def limit(self) -> int:
+        if self.fixed:
+            return self.cap
+        per = self.per_item
+        if per <= 0:
+            return 1  # first learn what an item costs
+        n = min(int(self.ex.target_seconds / per) or 1, self.cap)
+        size = self.ex.item_bytes if self.ex.moves_bytes else 0.0
+        if size > 0:  # big items travel in small chunks, so transfers overlap with work
+            n = min(n, max(1, int(MAX_TASK_BYTES / size)))
+        ch = self.st.channel
+        if n * per > 0.005 and self.st.workers > 1 and ch is not None:
+            n = min(n, max(1, math.ceil(len(ch) / self.st.workers)))  # share long work fairly
+        return max(1, min(n, self.cap))
+
+    def take(self) -> None:
+        st, run = self.st, self.run
+        ch = st.channel
+        assert ch is not None
+        try:
+            while True:
+                while not self.slots.acquire(timeout=0.1):
+                    if self.driver_done or run.cancelled or self.stop_taking:
+                        return
+                if self.stop_taking or self.driver_done:
+                    self.slots.release()
+                    return
+                chunk = ch.get(self.limit())
+                if not chunk:  # closed and drained, or cancelled
+                    self.slots.release()
+                    return
+                n = len(chunk)
+                with st.lock:
+                    st.in_hand += n
+                run.publish(ItemsTaken(st.path, n, id(chunk)))
+                self.events.put(("take", chunk))
+        finally:
+            self.events.put(("input_end", None))
+
+    # -- the driver thread -----------------------------------------------------------------------
+    def _job(self) -> Job:
+        st, run = self.st, self.run
+        o = st.spec.options
+        hooks: tuple[Callable[[], Any], ...] = ()
+        if self.backend in ("process", "fork", "dask"):
+            hooks = tuple(fn for _pp, fn in run.graph.hooks.get("after_fork", ()))
+        return Job(
+            token=f"{run.run_id}-{uuid.uuid4().hex[:8]}",
+            run_token=run.run_id,
+            path=st.path,
+            fn=st.spec.function,
+            setup=o["setup"],
+            teardown=o["teardown"],
+            after_fork=hooks,
+            retries=o["retries"],
+            retry_on=o["retry_on"],
+            backoff=float(o["backoff"]),
+            timeout=o["timeout"],
+            track=self.track,
+        )
+
+    def drive(self) -> None:
+        st, run, ex = self.st, self.run, self.ex
+        self.em = Emitter(st)
+        opened = False
+        try:
+            try:
+                ex.open(self._job())
+                opened = True
+            except Exception as exc:  # noqa: BLE001 - e.g. a setup= that cannot be pickled
+                self._fail_setup(exc)
+            input_done = False
+            cancel_seen = False
+            while True:
+                if run.cancelled and not cancel_seen:
+                    cancel_seen = True
+                    ex.cancel()
+                if input_done and self.chunks_open == 0 and not self.inflight:
+                    break  # every task ended too: a fork child may still be tearing down
+                self._schedule()
+                try:
+                    kind, arg = self.events.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if kind == "take":
+                    self._on_take(arg)
+                elif kind == "part":
+                    self._on_outcome(*arg)
+                elif kind == "done":
+                    self._on_done(*arg)
+                else:
+                    input_done = True
+        finally:
+            self.driver_done = True
+            try:
+                if self.inflight:  # only after an internal error: do not leave work behind
+                    ex.cancel()
+                if opened:
+                    for err in ex.finish():
+                        self._record(None, load_exception(err), 1, err.traceback, has_item=False)
+            finally:
+                ex.close()
+
+    def _on_take(self, items: list[Any]) -> None:
+        c = Chunk(items, self.next_seq)
+        self.next_seq += 1
+        self.chunks_open += 1
+        self.policy.add(c)
+
+    def _stopping(self) -> bool:
+        return self.failed_setup or self.run.cancelled
+
+    def _schedule(self) -> None:
+        for span in self.policy.due(len(self.inflight), self.max_tasks, self._stopping()):
+            self._submit(span)
+
+    def _submit(self, span: Span) -> None:
+        c = span.chunk
+        items = (
+            c.items if (span.lo == 0 and span.hi == len(c.items)) else c.items[span.lo : span.hi]
+        )
+        self.inflight.add(span)
+        events = self.events
+        try:
+            fut = self.ex.submit(items, partial(_put_part, events, span))
+        except BaseException as exc:  # noqa: BLE001 - treated like a failed task
+            fut = Future()
+            fut.set_exception(exc)
+        fut.add_done_callback(partial(_put_done, events, span))
+
+    # -- results ---------------------------------------------------------------------------------
+    def _on_outcome(self, span: Span, oc: Outcome) -> None:
+        c = span.chunk
+        base = span.lo + oc.start
+        span.next = max(span.next, oc.start + oc.n)
+        for err in oc.hook_errors:
+            self._record(None, load_exception(err), 1, err.traceback, oc.worker, has_item=False)
+        if oc.setup_error is not None:
+            err = oc.setup_error
+            if not self.failed_setup:
+                self._fail_setup(load_exception(err), err.traceback, oc.worker)
+            self._cancel_range(c, base, base + oc.n)
+            return
+        if oc.n:
+            c.left -= oc.n
+            self._piece(c, base, partial(self._emit, c, span.lo, oc))
+
+    def _on_done(self, span: Span, fut: Future[None]) -> None:
+        self.inflight.discard(span)
+        exc = TaskCancelled() if fut.cancelled() else fut.exception()
+        self.policy.ended(span, exc, self._stopping())
+
+    def _piece(self, c: Chunk, base: int, action: Callable[[], None]) -> None:
+        """Run what resolves items ``base..`` of chunk ``c`` (in chunk order when ordered)."""
+        if not self.ordered:
+            action()
+            if c.left == 0:
+                self._close_chunk(c)
+            return
+        c.pieces.append((base, action))
+        if c.left == 0:
+            self.held[c.seq] = c
+            while self.release_seq in self.held:
+                done = self.held.pop(self.release_seq)
+                self.release_seq += 1
+                for _base, act in sorted(done.pieces, key=itemgetter(0)):
+                    act()
+                done.pieces = []
+                self._close_chunk(done)
+
+    def _close_chunk(self, c: Chunk) -> None:
+        if c.closed:
+            return
+        c.closed = True
+        st = self.st
+        n = len(c.items)
+        self.chunks_open -= 1
+        with st.lock:
+            st.in_hand -= n
+        if st.group.cyclic:
+            st.group.add_pending(-n)
+        self.slots.release()
+
+    def _emit(self, c: Chunk, lo: int, oc: Outcome) -> None:
+        """Route one outcome's emissions and account for its items, as a thread worker does."""
+        st, run, em = self.st, self.run, self.em
+        items = c.items
+        before = em.count
+        done, failed = oc.done, oc.failed
+        for err in oc.errors:
+            self._record(
+                items[lo + err.index], load_exception(err), err.attempts, err.traceback, oc.worker
+            )
+        if oc.dyn:
+            for idx, group in itertools.groupby(oc.dyn, key=itemgetter(0)):
+                try:
+                    for _i, name, value in group:
+                        em.send(name, value)
+                    em.flush_dynamic()
+                except ROUTING_ERRORS as exc:
+                    em.dyn.clear()
+                    done -= 1
+                    failed += 1
+                    self._record(items[lo + idx], exc, 1)
+        out = oc.out
+        if out:
+            if getattr(em, "pick", False) is None:  # broadcast/terminal: hand the list over
+                em.count += len(out)
+                if em.out:
+                    em.out.extend(out)
+                else:
+                    em.out = out if type(out) is list else list(out)
+            else:
+                for v in out:
+                    em.emit(v)
+        em.flush()
+        if oc.n:
+            per = (oc.busy + oc.cost) / oc.n
+            self.per_item = per if self.per_item <= 0 else 0.7 * self.per_item + 0.3 * per
+        run.publish(
+            ChunkProcessed(
+                st.path,
+                done,
+                failed,
+                oc.filtered,
+                em.count - before,
+                oc.retried,
+                oc.busy,
+                tuple(oc.lat) if self.track else (),
+                id(c.items),
+            )
+        )
+
+    # -- resolving items the executor did not report ---------------------------------------------
+    def _fail_range(self, c: Chunk, lo: int, hi: int, exc: BaseException, attempts: int) -> None:
+        c.left -= hi - lo
+
+        def fail() -> None:
+            for i in range(lo, hi):
+                self._record(c.items[i], exc, attempts)
+            self.run.publish(ChunkProcessed(self.st.path, 0, hi - lo, 0, 0, 0, 0.0, (),
+                                            id(c.items)))
+
+        self._piece(c, lo, fail)
+
+    def _cancel_range(self, c: Chunk, lo: int, hi: int) -> None:
+        if hi <= lo:
+            return
+        c.left -= hi - lo
+        self._piece(c, lo, lambda: self.run.cancel_items(self.st, c.items[lo:hi]))
+
+    def _fail_setup(
+        self, exc: BaseException, tb: str | None = None, worker: str | None = None
+    ) -> None:
+        """No worker can serve (after_fork/setup failed): record it once, fail the stage and
+        cancel its items, as a thread worker whose setup fails does."""
+        self.failed_setup = True
+        self.stop_taking = True
+        self._record(None, exc, 1, tb, worker, has_item=False, fatal="worker setup")
+        st = self.st
+        st.status = "failed"
+        if st.channel is not None:
+            st.cancel_remaining(st.channel)
