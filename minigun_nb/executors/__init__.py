@@ -1,40 +1,47 @@
 """Where stage functions run, behind one small interface (:mod:`.base`).
 
 ``thread`` and ``inline`` stages run in the runtime's own worker threads; ``process`` (loky),
-``fork``, ``async`` and ``dask`` stages run here, driven from the kernel by
-:mod:`minigun_nb.runtime.remote`. Backend modules are imported only when a stage uses them, so
-importing minigun_nb loads neither loky nor dask.
+``fork``, ``async`` and ``dask`` stages run here, driven from the kernel by the runtime's
+driver. A backend is one module with one executor class, named in :data:`BACKENDS`; its module
+is imported only when a stage uses it, so importing minigun_nb loads neither loky nor dask.
+:class:`~.inline.InlineExecutor` is the small reference (and test double): chunks in the
+calling thread.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .base import ExecutorSpec
+
 if TYPE_CHECKING:
-    from ..runtime.stagerun import StageRun
     from .base import Executor
 
+#: backend name -> "module:Class" of its executor (a new backend: one module, one line here)
+BACKENDS: dict[str, str] = {
+    "process": "minigun_nb.executors.process:ProcessExecutor",
+    "fork": "minigun_nb.executors.fork:ForkExecutor",
+    "async": "minigun_nb.executors.async_:AsyncExecutor",
+    "dask": "minigun_nb.executors.dask:DaskExecutor",
+}
 
-def make_executor(backend: str, st: StageRun) -> Executor:
-    """The executor of one remote stage for one run."""
-    if backend == "process":
-        from .process import ProcessExecutor
 
-        return ProcessExecutor(st)
-    if backend == "fork":
-        from .fork import ForkExecutor
+def executor_class(backend: str) -> type[Executor]:
+    """The executor class of ``backend`` (its module imported now)."""
+    try:
+        where = BACKENDS[backend]
+    except KeyError:
+        raise ValueError(f"no pooled executor for backend {backend!r}") from None
+    module, _, name = where.partition(":")
+    cls: type[Executor] = getattr(importlib.import_module(module), name)
+    return cls
 
-        return ForkExecutor(st)
-    if backend == "async":
-        from .async_ import AsyncExecutor
 
-        return AsyncExecutor(st)
-    if backend == "dask":
-        from .dask import DaskExecutor
-
-        return DaskExecutor(st)
-    raise ValueError(f"no remote executor for backend {backend!r}")
+def make_executor(backend: str, spec: ExecutorSpec) -> Executor:
+    """The executor of one pooled stage for one run."""
+    return executor_class(backend)(spec)
 
 
 def shutdown(wait: bool = True) -> None:
@@ -54,4 +61,4 @@ def shutdown(wait: bool = True) -> None:
         mod.shutdown(wait=wait)
 
 
-__all__ = ["make_executor", "shutdown"]
+__all__ = ["BACKENDS", "ExecutorSpec", "executor_class", "make_executor", "shutdown"]

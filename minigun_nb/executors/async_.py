@@ -15,15 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from types import GeneratorType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..stagefn.calling import as_resources, bind
 from ..stagefn.outcome import ErrorInfo, Job, Outcome, TaskCancelled, encode_error
 from ..stagefn.output import Output
 from ..stagefn.runner import collect_values, worker_name
-
-if TYPE_CHECKING:
-    from ..runtime.stagerun import StageRun
+from .base import ExecutorSpec
 
 perf = time.perf_counter
 
@@ -62,10 +60,12 @@ class AsyncExecutor:
     depth = 2
     isolates_crashes = True
     target_seconds = 0.02
+    moves_bytes = False  # nothing is pickled
+    item_bytes = 0.0
 
-    def __init__(self, st: StageRun) -> None:
-        self.workers = st.workers
-        self.path = st.path
+    def __init__(self, spec: ExecutorSpec) -> None:
+        self.workers = spec.workers
+        self.path = spec.path
         self.job: Job | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None

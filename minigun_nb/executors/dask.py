@@ -28,14 +28,12 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..stagefn import worker as stagefn_worker
 from ..stagefn.outcome import ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
 from ..stagefn.wire import Payload, dump_items, unpack
-
-if TYPE_CHECKING:
-    from ..runtime.stagerun import StageRun
+from .base import ExecutorSpec
 
 log = logging.getLogger("minigun_nb")
 ADDRESS_ENV = "MINIGUN_DASK_ADDRESS"
@@ -122,12 +120,14 @@ class DaskExecutor:
     #: several on a multi-threaded worker): the driver re-runs suspects alone to blame one
     isolates_crashes = False
     target_seconds = 0.1  # a Dask task costs a few ms: ship bigger chunks
+    moves_bytes = True
+    item_bytes = 0.0  # not measured: Dask moves the pickles
 
-    def __init__(self, st: StageRun) -> None:
-        self.path = st.path
-        self.extra = st.run.log_extra(st.path)
-        self.given = st.run.graph.options.get("dask_client")
-        self.workers = max(1, int(st.workers))
+    def __init__(self, spec: ExecutorSpec) -> None:
+        self.path = spec.path
+        self.extra = dict(spec.log_extra)
+        self.given = spec.dask_client
+        self.workers = max(1, int(spec.workers))
         self.client: Any = None
         self.cluster: Any = None
         self.owned = False

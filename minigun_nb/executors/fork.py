@@ -18,14 +18,12 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..stagefn.outcome import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
 from ..stagefn.wire import read_exact, read_payload, unpack
 from ..stagefn.worker import fork_child
-
-if TYPE_CHECKING:
-    from ..runtime.stagerun import StageRun
+from .base import ExecutorSpec
 
 log = logging.getLogger("minigun_nb")
 
@@ -64,10 +62,12 @@ class ForkExecutor:
     depth = 1
     isolates_crashes = True
     target_seconds = 0.05  # a fork costs a few ms: give each child real work
+    moves_bytes = False  # the items are not pickled; the results are, but stream back
+    item_bytes = 0.0
 
-    def __init__(self, st: StageRun) -> None:
-        self.path = st.path
-        self.extra = st.run.log_extra(st.path)
+    def __init__(self, spec: ExecutorSpec) -> None:
+        self.path = spec.path
+        self.extra = dict(spec.log_extra)
         self.job: Job | None = None
         self.children: dict[int, bool] = {}  # pid -> killed by us
         self.lock = threading.Lock()

@@ -45,14 +45,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..stagefn.outcome import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
 from ..stagefn.wire import dump_items, payload_size, unpack
 from . import process_link
-
-if TYPE_CHECKING:
-    from ..runtime.stagerun import StageRun
+from .base import ExecutorSpec
 
 log = logging.getLogger("minigun_nb")
 #: a chunk bigger than this is written by its link's sender thread (a socket buffer holds
@@ -211,8 +209,7 @@ def _trim_idle(released: StagePool) -> None:
         p.close(wait=False)
 
 
-def get_pool(stage: Any, name: str, workers: int, idle: float,
-             owner: str = "") -> StagePool:
+def get_pool(name: str, workers: int, idle: float, owner: str = "") -> StagePool:
     """A warm pool of ``stage`` that no run is using (created when there is none); the
     caller must release() it.
 
@@ -411,13 +408,13 @@ class ProcessExecutor:
     depth = 2
     isolates_crashes = False
     target_seconds = 0.02
+    moves_bytes = True
 
-    def __init__(self, st: StageRun) -> None:
-        opts = st.spec.options
-        self.name = st.path
-        self.workers = st.workers
-        self.pool = get_pool(st.spec.stage, st.path, st.workers, opts["worker_idle_timeout"],
-                             owner=st.run.graph.name or "")
+    def __init__(self, spec: ExecutorSpec) -> None:
+        self.name = spec.path
+        self.workers = spec.workers
+        self.pool = get_pool(spec.path, spec.workers, spec.worker_idle_timeout,
+                             owner=spec.pipeline)
         self.job: Job | None = None
         self.blob = b""
         self.lock = threading.Lock()
@@ -434,7 +431,7 @@ class ProcessExecutor:
         self.address: Any = None
         self.key = os.urandom(16)
         self._tmpdir: str | None = None
-        self.extra = st.run.log_extra(st.path)  # every log record names its run and stage
+        self.extra = dict(spec.log_extra)  # every log record names its run and stage
 
     # -- the run's lifetime --------------------------------------------------------------------
     def open(self, job: Job) -> None:
