@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from minigun_nb.ops.batching import (
-    MODES,
-    Batcher,
-    BatchItemError,
-    check_debatch_rows,
-    debatch_item,
-    iter_debatch,
-)
+from minigun_nb.ops.batching import MODES, Batcher
+from minigun_nb.ops.debatching import check_debatch_rows, debatch_item, iter_debatch
+from minigun_nb.ops.items import BatchItemError
 
 __all__ = [
     "MODES",

@@ -1,4 +1,5 @@
-"""Batching logic behind ``pipe.batch``, ``pipe.rebatch``, ``@pipe.accumulator`` and ``debatch``.
+"""Batching logic behind ``pipe.batch``, ``pipe.rebatch`` and ``@pipe.accumulator`` (``debatch``
+is in :mod:`.debatching`).
 
 Everything here is pure, synchronous and single-threaded: the runtime calls a
 :class:`Batcher` from the one thread that runs an operator stage, passes the
@@ -30,18 +31,16 @@ import heapq
 import itertools
 import math
 import numbers
-import sys
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from typing import Any
+
+from .items import BatchItemError, loaded_pandas, type_name
 
 __all__ = [
     "MODES",
     "BatchItemError",
     "Batcher",
-    "check_debatch_rows",
-    "debatch_item",
-    "iter_debatch",
 ]
 
 #: Known ``Batcher`` modes: ``pipe.batch``, ``pipe.rebatch``, ``@pipe.accumulator``.
@@ -54,34 +53,6 @@ _DICT = "dict"  # dicts with frame=True, one row each, built into a DataFrame
 _PLAIN = "plain"  # anything else, one unit each, emitted as a list
 _SEQ = "seq"  # rebatch of lists/tuples: elements concatenated and cut
 _TABULAR = (_FRAME, _SERIES, _DICT)
-
-
-class BatchItemError(Exception):
-    """An incoming item the batcher refuses (message says why; state is unchanged)."""
-
-
-def loaded_pandas() -> Any:
-    """The pandas module if it is fully imported, else None (never imports it).
-
-    Another thread may be importing pandas right now (a notebook reading ``handle.stats``
-    during a run): its half-initialised module has no ``DataFrame`` yet, and no item can be
-    a DataFrame of it, so it counts as not loaded."""
-    pd = sys.modules.get("pandas")
-    if pd is None or getattr(getattr(pd, "__spec__", None), "_initializing", False):
-        return None
-    return pd
-
-
-_pandas = loaded_pandas
-
-
-def _is_frame(item: Any) -> bool:
-    pd = _pandas()
-    return pd is not None and isinstance(item, pd.DataFrame)
-
-
-def _type_name(item: Any) -> str:
-    return type(item).__name__
 
 
 class _Entry:
@@ -183,7 +154,7 @@ class Batcher:
                 )
             timeout = float(timeout)
         if key is not None and not callable(key):
-            raise ValueError(f"key must be a callable or None, got {_type_name(key)}")
+            raise ValueError(f"key must be a callable or None, got {type_name(key)}")
         if not isinstance(frame, bool):
             raise ValueError(f"frame must be True or False, got {frame!r}")
         if frame and mode != "batch":
@@ -334,14 +305,14 @@ class Batcher:
         """Return ``(kind, units, columns)`` for an incoming item, or raise BatchItemError."""
         if self.mode == "list":
             return _PLAIN, 1, None
-        pd = _pandas()
+        pd = loaded_pandas()
         if pd is not None and isinstance(item, pd.DataFrame):
             return _FRAME, len(item), item.columns
         if self.mode == "rebatch":
             if isinstance(item, (list, tuple)):
                 return _SEQ, len(item), None
             raise BatchItemError(
-                f"rebatch expects DataFrames, lists or tuples, got {_type_name(item)}"
+                f"rebatch expects DataFrames, lists or tuples, got {type_name(item)}"
             )
         if pd is not None and isinstance(item, pd.Series):
             return _SERIES, 1, item.index
@@ -369,7 +340,7 @@ class Batcher:
         if kind != st.kind:
             holds, expected = self._describe(st.kind)
             raise BatchItemError(
-                f"{self._where(st)} holds {holds}; expected {expected}, got {_type_name(item)}"
+                f"{self._where(st)} holds {holds}; expected {expected}, got {type_name(item)}"
             )
         if kind not in _TABULAR:
             return item
@@ -470,100 +441,3 @@ def _build(kind: str, pieces: list) -> Any:
 
     # Series (named rows) or dicts: one row each; dtypes are re-inferred.
     return pd.DataFrame(pieces).infer_objects()
-
-
-def check_debatch_rows(rows: Any) -> None:
-    """Validate the ``rows`` option of ``debatch``.
-
-    Raises
-    ------
-    ValueError
-        Unless ``rows`` is ``"series"``, ``"dict"`` or an int ``>= 1``.
-    """
-    if isinstance(rows, str) and rows in ("series", "dict"):
-        return
-    if isinstance(rows, numbers.Integral) and not isinstance(rows, bool) and rows >= 1:
-        return
-    raise ValueError(f"rows must be 'series', 'dict' or an int >= 1, got {rows!r}")
-
-
-def debatch_item(item: Any, rows: str | int = "series") -> list:
-    """Split one item into the items ``debatch`` emits.
-
-    Parameters
-    ----------
-    item : list, tuple or DataFrame
-        A list or tuple gives its elements, untouched (``None`` included).
-    rows : {"series", "dict"} or int
-        For a DataFrame: ``"series"`` gives one Series per row, named by the
-        row's index label (values and columns kept; a frame whose columns
-        have several dtypes gives object Series, so values are never cast);
-        ``"dict"`` gives one dict per row (index dropped); an int ``N`` gives
-        frames of ``N`` rows (the last may be short), sliced with ``iloc`` so
-        that concatenating them reproduces the frame exactly.
-
-    Returns
-    -------
-    list
-        The pieces, in order; ``[]`` for an empty list or a frame with no rows.
-
-    Raises
-    ------
-    BatchItemError
-        If ``item`` is not a list, tuple or DataFrame, or ``rows="dict"`` meets
-        duplicated column names.
-    ValueError
-        If ``rows`` is invalid.
-    """
-    return list(iter_debatch(item, rows))
-
-
-#: ``rows="dict"`` converts this many rows at a time (``to_dict`` is vectorised, but a
-#: whole big frame at once would hold every dict in memory before the first is emitted)
-DICT_ROWS_PER_STEP = 10_000
-
-
-def iter_debatch(item: Any, rows: str | int = "series") -> Iterator[Any]:
-    """:func:`debatch_item`, lazily: the pieces are built as they are iterated.
-
-    The runtime's ``debatch`` stage uses this so that splitting a big frame into
-    many pieces never holds them all at once: the stage emits each piece as it is
-    built, and backpressure from the next stage bounds how many exist.  Invalid
-    input raises at the call, before anything is iterated (same errors as
-    :func:`debatch_item`).
-
-    Examples
-    --------
-    >>> pieces = iter_debatch([1, 2, 3])
-    >>> next(pieces), list(pieces)
-    (1, [2, 3])
-    """
-    check_debatch_rows(rows)
-    if isinstance(item, (list, tuple)):
-        return iter(item)
-    if not _is_frame(item):
-        raise BatchItemError(f"debatch expects a list, tuple or DataFrame, got {_type_name(item)}")
-    n = len(item)
-    if n == 0:
-        return iter(())
-    if rows == "series":
-        # A single dtype survives a row; mixed dtypes would be cast to a common one
-        # (int -> float), so go through object to keep every value as it is.
-        frame = item if item.dtypes.nunique() <= 1 else item.astype(object)
-        return (row for _, row in frame.iterrows())
-    if rows == "dict":
-        if not item.columns.is_unique:
-            dup = list(dict.fromkeys(item.columns[item.columns.duplicated()]))
-            raise BatchItemError(f"rows='dict' needs unique column names; duplicated: {dup!r}")
-        if n <= DICT_ROWS_PER_STEP:
-            return iter(item.to_dict(orient="records"))
-        return _dict_rows(item, n)
-    if n <= rows:
-        return iter((item,))
-    return (item.iloc[i : i + rows] for i in range(0, n, rows))
-
-
-def _dict_rows(item: Any, n: int) -> Iterator[dict]:
-    step = DICT_ROWS_PER_STEP
-    for i in range(0, n, step):
-        yield from item.iloc[i : i + step].to_dict(orient="records")

@@ -32,7 +32,8 @@ from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from ..observe.events import ChunkProcessed, ItemsTaken
-from ..ops.batching import Batcher, iter_debatch
+from ..ops.batching import Batcher
+from ..ops.debatching import iter_debatch
 from ..stagefn.calling import bind
 from ..stagefn.output import Output, Routed
 from .calls import backoff_delay

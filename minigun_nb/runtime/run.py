@@ -30,7 +30,7 @@ from ..observe.events import (
     StageInfo,
 )
 from ..observe.stats import StatsCollector
-from ..ops.batching import loaded_pandas
+from ..ops.items import loaded_pandas
 from ..stagefn.frames import in_package, outer_frame
 from .calls import ErrorRecord, error_record
 from .channel import CANCELLED, OK

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minigun_nb.ops.batching import Batcher, BatchItemError, debatch_item
+from minigun_nb.ops import Batcher, BatchItemError, debatch_item
 
 SETTINGS = settings(
     max_examples=60,
