@@ -31,6 +31,7 @@ from concurrent.futures import CancelledError, Future
 from typing import Any
 
 from ..stagefn import worker as stagefn_worker
+from ..stagefn.frames import outer_frame
 from ..stagefn.outcome import ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
 from ..stagefn.wire import Payload, dump_items, unpack
 from .base import ExecutorSpec
@@ -53,11 +54,9 @@ def unguarded_script_line() -> int | None:
     path = getattr(main, "__file__", None)
     if not path:
         return None
-    frame = sys._getframe(1)
-    while frame is not None and not (frame.f_code.co_name == "<module>"
-                                     and frame.f_globals.get("__name__") == "__main__"
-                                     and frame.f_code.co_filename == path):
-        frame = frame.f_back
+    frame, _ = outer_frame(lambda f: not (f.f_code.co_name == "<module>"
+                                          and f.f_globals.get("__name__") == "__main__"
+                                          and f.f_code.co_filename == path), depth=1)
     if frame is None:
         return None
     line = frame.f_lineno
