@@ -56,7 +56,7 @@ def shutdown(wait: bool = True) -> None:
     >>> import minigun_nb as mg
     >>> mg.shutdown()
     """
-    mod: Any = sys.modules.get("minigun_nb.executors.process")
+    mod: Any = sys.modules.get("minigun_nb.executors.process_pool")
     if mod is not None:  # no process stage ever ran: nothing to close (and no loky import)
         mod.shutdown(wait=wait)
 

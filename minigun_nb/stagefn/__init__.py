@@ -11,5 +11,7 @@ Dask) that runs a chunk loads this layer and nothing else of the package:
   worker runs, error encoding.
 - :mod:`.wire`: pickles with out-of-band buffers and their one framing.
 - :mod:`.runner`: the per-item step and the chunk runner of a worker.
-- :mod:`.worker`: a worker process's side: the jobs it holds, fork children, watchdogs.
+- :mod:`.timeouts`: a per-item timeout inside a worker (SIGALRM, backed by a watchdog).
+- :mod:`.worker`: a worker process's side: the jobs it holds, a chunk task, a fork child.
+- :mod:`.frames`: the caller-frame walk (finding the user's code behind a call).
 """
