@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy as copy_module
 import itertools
 from collections.abc import Callable
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AmbiguousStageError, UnknownStageError
@@ -71,6 +72,9 @@ class Emitter:
         self.count = 0  # emissions so far (items_out): static ones, dynamic ones once delivered
         self.flushes = 0  # static deliveries so far (did a buffer leave during this item?)
         self.reported = 0  # emissions already published (producers report as they go)
+        # the per-item step's marks (:meth:`mark`): where the current attempt began
+        self.attempts = 0  # attempts marked since the worker last reset it (retries counted)
+        self._mark_out = self._mark_count = self._mark_flushes = 0
         policy = st.spec.options["route"]
         self.copy = bool(st.spec.options["copy"])
         # the broadcast / terminal buffer; under a load-balancing policy the items wait in
@@ -199,6 +203,47 @@ class Emitter:
                 self.per[path].pop()
         del self.out[mark:]
         self.count -= len(gone)
+
+    # -- the sink of the per-item step (stagefn.runner.ItemSink) ---------------------------
+    def mark(self) -> None:
+        """An attempt of an item starts (:meth:`item_start`, kept here): :meth:`take_back`
+        withdraws what it emits, :meth:`since` tells whether it emitted anything."""
+        self.attempts += 1
+        mark = self._mark_out = len(self.out)
+        self.hold = mark + self.item_hold
+        self.items_started += 1
+        self._mark_count = self.count
+        self._mark_flushes = self.flushes
+
+    def take_back(self, mark: Any = None) -> None:
+        self.discard_item_emissions(self._mark_out, self._mark_flushes)
+
+    def since(self, mark: Any = None) -> bool:
+        return self.count != self._mark_count
+
+    def collect(self, i: int, r: Any) -> None:
+        """Emit what an item's call returned (a value, a generator, ``mg.to``). A generator is
+        drained here, and closed when a cancel stops it between two yields (its ``finally``
+        blocks run now); then the item's ``mg.to`` routes are delivered (a failure there
+        fails the item, never retried: it would route the same way again)."""
+        if r is None:
+            pass
+        elif type(r) is GeneratorType:
+            try:
+                for v in r:
+                    if type(v) is Routed:
+                        self.send(v.target, v.item)
+                    else:
+                        self.emit(v)
+            except ItemCancelled:
+                r.close()
+                raise
+        elif type(r) is Routed:
+            self.send(r.target, r.item)
+        else:
+            self.emit(r)
+        if self.dyn:
+            self.flush_dynamic()
 
     # -- delivering ------------------------------------------------------------------------
     def flush_dynamic(self) -> None:

@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import math
 import time
-from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from ..observe.events import ChunkProcessed, ItemsTaken
 from ..ops.batching import Batcher
 from ..ops.debatching import iter_debatch
 from ..stagefn.calling import bind
-from ..stagefn.output import Output, Routed
-from .calls import backoff_delay
-from .emitter import ROUTING_ERRORS, Emitter
+from ..stagefn.output import Output
+from ..stagefn.runner import run_item
+from .emitter import Emitter
+from .items import AccumulatorSink, stage_policy
 
 if TYPE_CHECKING:
     from .stagerun import StageRun
@@ -225,73 +225,21 @@ def _debatch(st: StageRun, em: Emitter, item: Any, rows: Any) -> int | None:
 
 
 def _accumulator_call(st: StageRun, em: Emitter, resources: dict[str, Any]) -> Any:
-    """Return ``accumulate(batch) -> int | None``: call the user function (with retries) on
-    one batch and deliver what it emitted (returns how many), or record one error row per
-    input item (returns None)."""
+    """Return ``accumulate(batch) -> int | None``: call the user function on one batch through
+    :func:`~minigun_nb.stagefn.runner.run_item` (retries as the stage says, but not once the
+    run is cancelled) and deliver what it emitted (returns how many), or record one error row
+    per input item (returns None)."""
     run = st.run
-    spec = st.spec
-    staged: list[tuple[str | None, Any]] = []
-
-    def stage_emit(x: Any) -> None:
-        staged.append((None, x))
-
-    def stage_send(name: str, x: Any) -> None:
-        staged.append((name, x))
-
-    call = bind(spec.function, resources, Output(stage_emit, stage_send), item_param=True)
-    retries = spec.options.get("retries") or 0
-    retry_on = spec.options.get("retry_on") or (Exception,)
-
-    def collect(r: Any) -> None:
-        if r is None:
-            return
-        values = r if type(r) is GeneratorType else (r,)
-        for v in values:
-            if type(v) is Routed:
-                staged.append((v.target, v.item))
-            else:
-                staged.append((None, v))
-
-    def deliver() -> None:
-        # dynamic routes first: an unknown or finished target fails the batch before any
-        # static output has left, so a failed batch leaves nothing behind but error rows
-        dynamic = [(name, x) for name, x in staged if name is not None]
-        if dynamic:
-            for target, x in dynamic:
-                em.send(target, x)
-            em.flush_dynamic()
-        for name, x in staged:
-            if name is None:
-                em.emit(x)
+    sink = AccumulatorSink(em)
+    call = bind(st.spec.function, resources, Output(sink.emit, sink.send), item_param=True)
+    policy = stage_policy(run, st.spec.options, cancel_ends=False)
 
     def accumulate(batch: list[Any]) -> int | None:
-        attempt = 1
-        while True:
-            staged.clear()
-            try:
-                collect(call(batch))
-                emitted = len(staged)
-                deliver()
-                return emitted
-            except Exception as exc:  # noqa: BLE001 - the whole batch failed
-                em.dyn.clear()
-                # a routing failure comes after a successful call: re-running the function
-                # would not change where its outputs go, so it is not retried
-                if (
-                    attempt <= retries
-                    and isinstance(exc, retry_on)
-                    and not isinstance(exc, ROUTING_ERRORS)
-                    and not run.cancelled
-                ):
-                    delay = backoff_delay(spec, attempt)
-                    attempt += 1
-                    if delay:
-                        time.sleep(delay)
-                    continue
-                for item in batch:
-                    run.record_error(st, item, exc, attempt)
-                return None
-            finally:
-                staged.clear()
+        attempts, exc, _emitted = run_item(call, batch, 0, sink, policy)
+        if exc is None:
+            return sink.emitted
+        for item in batch:
+            run.record_error(st, item, exc, attempts)
+        return None
 
     return accumulate

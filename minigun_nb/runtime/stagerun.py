@@ -14,13 +14,11 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from ..core.graph import StageSpec
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
 from ..stagefn.calling import (
-    Control,
     ItemCancelled,
     TimeoutCaller,
     as_resources,
@@ -29,11 +27,12 @@ from ..stagefn.calling import (
     wants,
 )
 from ..stagefn.output import Output, Routed
+from ..stagefn.runner import run_item
 from ..stagefn.sampling import time_this_chunk
-from .calls import backoff_delay
 from .channel import Channel
-from .emitter import ROUTING_ERRORS, Emitter
+from .emitter import Emitter
 from .fastpath import fast_eligible, run_chunk
+from .items import stage_policy, wait_backoff
 
 if TYPE_CHECKING:
     from .run import Run
@@ -79,14 +78,8 @@ def stream_ticker(run: Run) -> None:
         nudge_emitters(run)
 
 
-def _sleep_unless_cancelled(run: Run, seconds: float) -> None:
-    """A retry's backoff, cut short by a cancel of the run."""
-    end = perf() + seconds
-    while not run.cancelled:
-        left = end - perf()
-        if left <= 0:
-            return
-        time.sleep(min(left, 0.05))
+#: a retry's backoff, cut short by a cancel of the run (which cancels the item)
+_sleep_unless_cancelled = wait_backoff
 
 
 def _later(pending: list[Any], name: str, item: Any) -> None:
@@ -228,20 +221,16 @@ class StageRun:
             self.cancel_remaining(ch)
             return
         takes_output = wants(spec.function)[0]
-        # a stage that takes ``output`` gets one per call, closed when the call ends; a timed
-        # call's emissions wait in a list until it returns in time (an abandoned call's
-        # later ones then raise in its own thread and never reach the stage's buffers)
-        call_out = bind_output(spec.function, resources) if takes_output else None
-        call = bind(spec.function, resources, None, item_param=True) if not takes_output \
-            else None
-        retries = spec.options["retries"]
-        timeout = spec.options["timeout"]
         track = spec.options["track_latency"]
-        timer = TimeoutCaller(f"mg-{self.path}") if timeout else None
-        emit_value = em.emit_value
         path = self.path
         # a generator that fails half-way must take back what it yielded: the general loop
-        fast = fast_eligible(self, em, wants(spec.function)[0]) and not _yields(spec.function)
+        fast = fast_eligible(self, em, takes_output) and not _yields(spec.function)
+        call, invoke, timer = self._item_call(em, resources, takes_output)
+        policy = stage_policy(run, spec.options)
+
+        def backoff(seconds: float) -> None:
+            _sleep_unless_cancelled(run, seconds)
+
         sampled = timed_items = 0
         ordered = self.ordered
         if ordered:
@@ -264,7 +253,7 @@ class StageRun:
                 with self.lock:
                     self.in_hand += n
                 run.publish(ItemsTaken(path, n, id(chunk)))
-                done = failed = filtered = retried = 0
+                retried = 0
                 start = perf()
                 before = em.count
                 lat: list[float]
@@ -277,85 +266,8 @@ class StageRun:
                     done, failed, filtered, lat = run_chunk(self, em, call, chunk, timed)
                     timed_items += len(lat)
                 else:
-                    lat = []
-                    t_prev = start
-                    processed = 0
-                    for item in chunk:
-                        if run.cancelled:
-                            break
-                        processed += 1
-                        mark, mark_count, mark_flushes = em.item_start(), em.count, em.flushes
-                        attempt = 1
-                        cut = False  # the run was cancelled while the item emitted
-                        while True:
-                            out = r = None
-                            try:
-                                if call_out is not None:
-                                    if timer is not None:
-                                        pending: list[Any] = []
-                                        out = Output(pending.append, partial(_later, pending))
-                                        r = timer.call(partial(call_out, output=out), item,
-                                                       timeout)
-                                        for v in pending:
-                                            emit_value(v)
-                                    else:
-                                        out = Output(em.emit, em.send)
-                                        r = call_out(item, out)
-                                elif timer is not None:
-                                    r = timer.call(call, item, timeout)
-                                else:
-                                    r = call(item)
-                                if r is not None:
-                                    if type(r) is GeneratorType:
-                                        for v in r:
-                                            emit_value(v)
-                                    else:
-                                        emit_value(r)
-                                if em.dyn:
-                                    em.flush_dynamic()
-                                done += 1
-                                if em.count == mark_count:
-                                    filtered += 1
-                                break
-                            except ItemCancelled:
-                                em.discard_item_emissions(mark, mark_flushes)
-                                if type(r) is GeneratorType:
-                                    r.close()  # between two yields: its finally blocks run
-                                cut = True
-                                break
-                            except Control:
-                                raise
-                            except BaseException as exc:  # noqa: BLE001 - an item error
-                                em.discard_item_emissions(mark, mark_flushes)
-                                if (attempt <= retries and isinstance(exc, spec.options["retry_on"])
-                                        and not isinstance(exc, ROUTING_ERRORS)):
-                                    if not run.cancelled:
-                                        retried += 1
-                                        delay = backoff_delay(spec, attempt)
-                                        attempt += 1
-                                        if delay:
-                                            _sleep_unless_cancelled(run, delay)
-                                        if not run.cancelled:
-                                            continue
-                                    # the run's cancel, not the item, ended its attempts:
-                                    # it is cancelled, not failed (SPEC §14)
-                                    run.cancel_items(self, [item])
-                                    break
-                                failed += 1
-                                run.record_error(self, item, exc, attempt)
-                                break
-                            finally:
-                                if out is not None:
-                                    out.close()
-                        if cut:
-                            processed -= 1  # cancelled with the rest of the chunk
-                            break
-                        if em.due:
-                            em.flush()
-                        if track:
-                            t = perf()
-                            lat.append(t - t_prev)
-                            t_prev = t
+                    processed, done, failed, filtered, retried, lat = self._run_items(
+                        em, call, invoke, policy, backoff, chunk, track)
                 elapsed = perf() - start
                 if ordered:
                     self._flush_in_turn(em, seq)
@@ -378,6 +290,84 @@ class StageRun:
             if run.cancelled:
                 self.cancel_remaining(ch)
             self.teardown(resources)
+
+    def _item_call(self, em: Emitter, resources: dict[str, Any], takes_output: bool
+                   ) -> tuple[Callable[[Any], Any], Any, TimeoutCaller | None]:
+        """What :func:`run_item` calls per item: ``call(item)``, or ``invoke(call, item, i)``
+        when the call needs more around it. A stage that takes ``output`` gets one per call,
+        closed when the call ends; a timed call's emissions wait in a list until it returns
+        in time (an abandoned call's later ones then raise in its own thread and never reach
+        the stage's buffers). Returns the call, the invoke (or None) and the timer to close."""
+        spec = self.spec
+        timeout = spec.options["timeout"]
+        timer = TimeoutCaller(f"mg-{self.path}") if timeout else None
+        if not takes_output:
+            call = bind(spec.function, resources, None, item_param=True)
+            if timer is None:
+                return call, None, None
+            timed_call = timer.call
+            return (lambda item: timed_call(call, item, timeout)), None, timer
+        call_out = bind_output(spec.function, resources)
+        collect, emit_value = em.collect, em.emit_value
+
+        def invoke(call_out: Callable[[Any, Any], Any], item: Any, i: int) -> None:
+            if timer is None:
+                out = Output(em.emit, em.send)
+                try:
+                    collect(i, call_out(item, out))
+                finally:
+                    out.close()
+                return
+            pending: list[Any] = []
+            out = Output(pending.append, partial(_later, pending))
+            try:
+                r = timer.call(partial(call_out, output=out), item, timeout)
+            finally:
+                out.close()
+            for v in pending:
+                emit_value(v)
+            collect(i, r)
+
+        return call_out, invoke, timer
+
+    def _run_items(self, em: Emitter, call: Callable[[Any], Any],
+                   invoke: Any, policy: Any, backoff: Callable[[float], None],
+                   chunk: list[Any], track: bool
+                   ) -> tuple[int, int, int, int, int, list[float]]:
+        """The general loop: each item through :func:`run_item` (retries, timeouts,
+        ``output``, load-balancing). Returns (processed, done, failed, filtered, retried,
+        latencies); an item cut by a cancel is not processed, nor is the rest of the chunk."""
+        run = self.run
+        record_error = run.record_error
+        lat: list[float] = []
+        done = failed = filtered = retried = processed = 0
+        t_prev = perf()
+        for i, item in enumerate(chunk):
+            if run.cancelled:
+                break
+            em.attempts = 0
+            try:
+                attempts, exc, emitted = run_item(call, item, i, em, policy, invoke, backoff)
+            except ItemCancelled:  # the run was cancelled while the item emitted or waited
+                em.take_back()
+                retried += max(0, em.attempts - 1)
+                break
+            processed += 1
+            retried += attempts - 1
+            if exc is None:
+                done += 1
+                if not emitted:
+                    filtered += 1
+            else:
+                failed += 1
+                record_error(self, item, exc, attempts)
+            if em.due:
+                em.flush()
+            if track:
+                t = perf()
+                lat.append(t - t_prev)
+                t_prev = t
+        return processed, done, failed, filtered, retried, lat
 
     def _flush_in_turn(self, em: Emitter, seq: int) -> None:
         with self._turn:
