@@ -1,26 +1,26 @@
 """The hot path of a plain stage: one chunk, per item only the call and (sampled) a clock read.
 
-Everything else (events, locks, delivery) is paid once per chunk. The general loop in :mod:`stagerun` handles what these do not
-(retries, per-item timeouts, ``output``, load-balancing policies).
+Everything else (events, locks, delivery) is paid once per chunk. The per-item loop is
+:func:`minigun_nb.stagefn.runner.fast_items`, the one the worker processes run, with a sink
+that hands emissions to the Emitter; the ``map`` loop is the thread side's own. The general
+loop in :mod:`stagerun` handles what these do not (retries, per-item timeouts, ``output``,
+load-balancing policies).
 """
 
 from __future__ import annotations
 
-import time
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from ..stagefn.calling import Control, ItemCancelled
 from ..stagefn.output import Routed
+from ..stagefn.runner import FAILED, LAZY, SPECIAL, Failed, fast_items
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .emitter import Emitter
     from .stagerun import StageRun
-
-perf = time.perf_counter
-
 
 def fast_eligible(st: StageRun, em: Emitter, takes_output: bool) -> bool:
     """A stage without retries, timeout, ``output`` or a load-balancing policy."""
@@ -29,20 +29,6 @@ def fast_eligible(st: StageRun, em: Emitter, takes_output: bool) -> bool:
         not takes_output and opts["retries"] == 0 and opts["timeout"] is None
         and em.pick is None
     )
-
-
-class _Failed:
-    """Stands in for the result of an item whose call raised (already recorded)."""
-
-    __slots__ = ()
-
-
-_FAILED = _Failed()
-#: result types that need more than an append: nothing to emit, a generator to iterate, a
-#: dynamic route, a failed call
-_SPECIAL = frozenset((type(None), GeneratorType, Routed, _Failed))
-#: results that must be consumed right after their call (a generator may read per-worker state)
-_LAZY = frozenset((GeneratorType, Routed))
 
 
 def run_chunk(
@@ -83,99 +69,103 @@ def run_chunk(
             record_error(st, chunk[k], StopIteration(
                 "the stage function raised StopIteration (a bare next() on an exhausted "
                 "iterator?); its traceback is not kept on this path"), 1)
-        results.append(_FAILED)
+        results.append(FAILED)
         failed += 1
         pos = k + 1
     kinds = set(map(type, results))
-    if _SPECIAL.isdisjoint(kinds):
+    if SPECIAL.isdisjoint(kinds):
         em.out.extend(results)
         em.count += n
         return n, 0, 0, []
-    if _LAZY.isdisjoint(kinds):  # values, None (filtered) and failed calls: no Python loop
-        kept = [r for r in results if r is not None and r is not _FAILED]
+    if LAZY.isdisjoint(kinds):  # values, None (filtered) and failed calls: no Python loop
+        kept = [r for r in results if r is not None and r is not FAILED]
         em.out.extend(kept)
         em.count += len(kept)
         return n - failed, failed, n - failed - len(kept), []
     st.plain_results = False  # it does return generators: per-item loop from now on
+    sink = _ThreadSink(st, em, chunk)
     append = em.out.append
     direct = filtered = 0
     for i, r in enumerate(results):
         if r is None:
             filtered += 1
-        elif type(r) is _Failed:
+        elif type(r) is Failed:
             continue
         elif type(r) is GeneratorType or type(r) is Routed:
             try:
-                if _emit_lazy(em, r):
-                    filtered += 1
+                sink.lazy(i, r)
             except ItemCancelled:  # the run was cancelled while this item emitted
-                cancelled = [chunk[j] for j in range(i, n) if results[j] is not _FAILED]
+                cancelled = [chunk[j] for j in range(i, n) if results[j] is not FAILED]
                 st.run.cancel_items(st, cancelled)
                 em.count += direct
-                return n - failed - len(cancelled), failed, filtered, []
+                failed += sink.failures
+                return n - failed - len(cancelled), failed, filtered + sink.empty, []
             except Control:
                 raise
             except BaseException as exc:  # noqa: BLE001 - an item error, recorded
-                failed += 1
-                record_error(st, chunk[i], exc, 1)
+                sink.failed(i, exc)
             append = em.out.append  # emit_value may have flushed a full buffer
         else:
             append(r)
             direct += 1
     em.count += direct
-    return n - failed, failed, filtered, []
+    return n - failed - sink.failures, failed + sink.failures, filtered + sink.empty, []
+
+
+class _ThreadSink:
+    """The :class:`~minigun_nb.stagefn.runner.FastSink` of a thread worker: plain results go
+    into the Emitter's buffer, a generator or ``mg.to`` through it (:func:`_emit_lazy`), a
+    failed call is an error row at once."""
+
+    __slots__ = ("st", "em", "chunk", "record", "lazy_seen", "lazy_items", "empty", "failures",
+                 "current")
+
+    def __init__(self, st: StageRun, em: Emitter, chunk: list[Any]) -> None:
+        self.st, self.em, self.chunk = st, em, chunk
+        self.record = st.run.record_error
+        self.lazy_seen = False  # some call returned a generator or mg.to
+        self.lazy_items = 0  # items whose generator or mg.to emitted without failing
+        self.empty = 0  # of those, items that emitted nothing (filtered)
+        self.failures = 0
+        self.current = 0  # the item being drained (a cancel cuts the chunk there)
+
+    @property
+    def out(self) -> list[Any]:
+        return self.em.out
+
+    def lazy(self, i: int, r: Any) -> None:
+        self.lazy_seen = True
+        self.current = i
+        if _emit_lazy(self.em, r):
+            self.empty += 1
+        self.lazy_items += 1
+
+    def failed(self, i: int, exc: BaseException) -> None:
+        self.failures += 1
+        self.record(self.st, self.chunk[i], exc, 1)
 
 
 def _run_chunk_loop(
     st: StageRun, em: Emitter, call: Callable[[Any], Any], chunk: list[Any], timed: bool
 ) -> tuple[int, int, int, list[float], bool]:
-    """The per-item loop, with a clock read between items when ``timed``; the last value
-    says whether any call returned a generator or an ``mg.to``."""
-    record_error = st.run.record_error
-    append = em.out.append
-    direct = failed = filtered = 0
-    lazy = False
+    """The per-item loop (:func:`~minigun_nb.stagefn.runner.fast_items`, the worker
+    processes' too), with a clock read between items when ``timed``; the last value says
+    whether any call returned a generator or an ``mg.to``."""
+    sink = _ThreadSink(st, em, chunk)
+    nones: list[int] = []
     lat: list[float] = []
-    lat_append = lat.append
     n = len(chunk)
-    i = 0
-    t_prev = perf()
-    while i < n:
-        try:
-            while i < n:
-                item = chunk[i]
-                i += 1
-                r = call(item)
-                if r is None:
-                    filtered += 1
-                elif type(r) is GeneratorType or type(r) is Routed:
-                    lazy = True
-                    if _emit_lazy(em, r):
-                        filtered += 1
-                    append = em.out.append  # emit_value may have flushed a full buffer
-                else:
-                    append(r)
-                    direct += 1
-                if timed:
-                    t = perf()
-                    lat_append(t - t_prev)
-                    t_prev = t
-        except ItemCancelled:  # the run was cancelled while this item emitted
-            st.run.cancel_items(st, chunk[i - 1:])
-            em.count += direct
-            return i - 1 - failed, failed, filtered, lat, lazy
-        except Control:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too), recorded
-            failed += 1
-            record_error(st, chunk[i - 1], exc, 1)
-            append = em.out.append
-            if timed:
-                t = perf()
-                lat_append(t - t_prev)
-                t_prev = t
+    try:
+        fast_items(call, chunk, 0, n, sink, nones, lat if timed else None)
+    except ItemCancelled:  # the run was cancelled while this item emitted
+        i = sink.current
+        st.run.cancel_items(st, chunk[i:])
+        direct = i - sink.failures - len(nones) - sink.lazy_items
+        em.count += direct
+        return i - sink.failures, sink.failures, len(nones) + sink.empty, lat, True
+    direct = n - sink.failures - len(nones) - sink.lazy_items
     em.count += direct
-    return n - failed, failed, filtered, lat, lazy
+    return n - sink.failures, sink.failures, len(nones) + sink.empty, lat, sink.lazy_seen
 
 
 def _emit_lazy(em: Emitter, r: Any) -> bool:

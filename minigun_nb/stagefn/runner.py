@@ -3,7 +3,7 @@ chunk inside a worker (a loky worker, a fork child, a Dask worker).
 
 :func:`run_item` is the per-item step: call the function, drain what it returns (a value, a
 generator, ``mg.to``) into a sink, retry with backoff on ``retry_on``, take back what a failed
-attempt emitted. The sink decides where emissions go: :class:`Collector` gathers them into an
+attempt emitted. The sink decides where emissions go: :class:`Collected` gathers them for an
 :class:`~.outcome.Outcome` (the worker side); the thread runtime can hand them downstream.
 
 :class:`PreparedJob` is a job ready to run in this process: ``after_fork`` hooks run, resources
@@ -87,6 +87,101 @@ def collect_all(r: Any, i: int, out: list[Any], dyn: list[tuple[int, str, Any]])
         del dyn[dmark:]
         raise
     return len(out) - mark + len(dyn) - dmark
+
+
+# -- the fast loop -----------------------------------------------------------------------------
+class Failed:
+    """Stands in for the result of an item whose call raised (already reported)."""
+
+    __slots__ = ()
+
+
+FAILED = Failed()
+#: result types that need more than an append: nothing to emit, a generator to iterate, a
+#: dynamic route, a failed call
+SPECIAL = frozenset((type(None), GeneratorType, Routed, Failed))
+#: results that must be consumed right after their call (a generator may read per-worker state)
+LAZY = frozenset((GeneratorType, Routed))
+
+
+class FastSink(Protocol):
+    """Where :func:`fast_items` puts what it cannot simply append to ``out``."""
+
+    #: plain results are appended here (read again after ``lazy`` and ``failed``, which may
+    #: hand a full list downstream and start a new one)
+    out: list[Any]
+
+    def lazy(self, i: int, r: Any) -> None:
+        """Drain item ``i``'s generator or send its ``mg.to`` (all or nothing); raising fails
+        the item."""
+
+    def failed(self, i: int, exc: BaseException) -> None:
+        """Item ``i``'s call raised ``exc``."""
+
+
+def fast_items(
+    call: Callable[[Any], Any],
+    items: Sequence[Any],
+    lo: int,
+    hi: int,
+    sink: FastSink,
+    nones: list[int],
+    lat: list[float] | None = None,
+) -> None:
+    """The hot loop of a plain stage (no retries, timeout or ``output``) over
+    ``items[lo:hi]``: per item the call, a type check and, when ``lat`` is given, a clock read
+    (its latency appended). Plain results go to ``sink.out``, the indices of items that
+    returned None to ``nones``, a generator or ``mg.to`` to ``sink.lazy`` at once (it may
+    read a cursor the next call replaces); a call that raises fails only its item. The
+    runtime's own :class:`~.calling.Control` signals pass through."""
+    append = sink.out.append
+    nones_append = nones.append
+    i = lo
+    prev = perf()
+    while i < hi:
+        try:
+            while i < hi:
+                item = items[i]
+                i += 1
+                r = call(item)
+                if r is None:
+                    nones_append(i - 1)
+                elif type(r) is GeneratorType or type(r) is Routed:
+                    sink.lazy(i - 1, r)
+                    append = sink.out.append
+                else:
+                    append(r)
+                if lat is not None:
+                    t = perf()
+                    lat.append(t - prev)
+                    prev = t
+        except Control:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too)
+            sink.failed(i - 1, exc)
+            append = sink.out.append
+            if lat is not None:
+                t = perf()
+                lat.append(t - prev)
+                prev = t
+
+
+class _Gathered:
+    """The :class:`FastSink` of a worker: lists that travel back in an Outcome."""
+
+    __slots__ = ("out", "dyn", "multi", "errors")
+
+    def __init__(self) -> None:
+        self.out: list[Any] = []
+        self.dyn: list[tuple[int, str, Any]] = []
+        self.multi: dict[int, int] = {}  # items that emitted through a generator or mg.to
+        self.errors: list[ErrorInfo] = []
+
+    def lazy(self, i: int, r: Any) -> None:
+        self.multi[i] = collect_all(r, i, self.out, self.dyn)
+
+    def failed(self, i: int, exc: BaseException) -> None:
+        self.errors.append(encode_error(i, exc, 1))
 
 
 def run_item(
@@ -289,46 +384,20 @@ class PreparedJob:
         sampled) a clock read."""
         call = self.call
         assert call is not None
-        out: list[Any] = []
-        append = out.append
-        dyn: list[tuple[int, str, Any]] = []
-        errors: list[ErrorInfo] = []
-        lat: list[float] = []
+        g = _Gathered()
         nones: list[int] = []  # items that returned None (filtered)
-        multi: dict[int, int] = {}  # items that emitted through a generator or mg.to
         self.sampled += 1
         timed = self.job.track and time_this_chunk(self.sampled, self.timed_items, self.per_item)
-        n = hi
-        i = lo
-        t0 = prev = perf()
-        while i < n:
-            try:
-                while i < n:
-                    item = items[i]
-                    i += 1
-                    r = call(item)
-                    if r is None:
-                        nones.append(i - 1)
-                    elif type(r) is GeneratorType or type(r) is Routed:
-                        multi[i - 1] = collect_all(r, i - 1, out, dyn)
-                    else:
-                        append(r)
-                    if timed:
-                        t = perf()
-                        lat.append(t - prev)
-                        prev = t
-            except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too)
-                errors.append(encode_error(i - 1, exc, 1))
-                if timed:
-                    t = perf()
-                    lat.append(t - prev)
-                    prev = t
+        lat: list[float] = []
+        t0 = perf()
+        fast_items(call, items, lo, hi, g, nones, lat if timed else None)
         busy = perf() - t0
         n = hi - lo
         if n:
             self.per_item = busy / n
+        errors, multi = g.errors, g.multi
         filtered = len(nones) + sum(1 for k in multi.values() if k == 0)
-        oc = Outcome(lo, n, out, dyn, n - len(errors), len(errors), filtered, 0, busy, lat,
+        oc = Outcome(lo, n, g.out, g.dyn, n - len(errors), len(errors), filtered, 0, busy, lat,
                      errors, self.worker)
         self.timed_items += len(lat)
         return oc, (nones, multi)
