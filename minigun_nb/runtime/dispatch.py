@@ -14,7 +14,6 @@ accounting. What a task that ended without reporting all its items means is the 
 from __future__ import annotations
 
 import itertools
-import math
 import queue
 import threading
 import uuid
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..executors import ExecutorSpec, make_executor
 from ..observe.events import ChunkProcessed, ItemsTaken
 from ..stagefn.outcome import Job, Outcome, TaskCancelled, load_exception
+from .chunking import Turns, fair_share, learn
 from .crash import Chunk, CrashPolicy, Span
 from .emitter import ROUTING_ERRORS, Emitter
 from .pooled_prepare import prepare_run
@@ -93,9 +93,7 @@ class PooledStage:
         self.driver_done = False
         self.inflight: set[Span] = set()
         self.chunks_open = 0
-        self.next_seq = 0
-        self.release_seq = 0
-        self.held: dict[int, Chunk] = {}
+        self.turns = Turns()  # ordered=True: outcomes released in chunk order
         self.errors = WorkerErrors(run, st)
         self._record = self.errors.record
         self.policy = CrashPolicy(
@@ -121,7 +119,7 @@ class PooledStage:
             n = min(n, max(1, int(MAX_TASK_BYTES / size)))
         ch = self.st.channel
         if n * per > 0.005 and self.st.workers > 1 and ch is not None:
-            n = min(n, max(1, math.ceil(len(ch) / self.st.workers)))  # share long work fairly
+            n = fair_share(n, len(ch), self.st.workers)  # share long work fairly
         return max(1, min(n, self.cap))
 
     def take(self) -> None:
@@ -213,8 +211,7 @@ class PooledStage:
                 ex.close()
 
     def _on_take(self, items: list[Any]) -> None:
-        c = Chunk(items, self.next_seq)
-        self.next_seq += 1
+        c = Chunk(items, self.turns.number())
         self.chunks_open += 1
         self.policy.add(c)
 
@@ -270,14 +267,13 @@ class PooledStage:
             return
         c.pieces.append((base, action))
         if c.left == 0:
-            self.held[c.seq] = c
-            while self.release_seq in self.held:
-                done = self.held.pop(self.release_seq)
-                self.release_seq += 1
-                for _base, act in sorted(done.pieces, key=itemgetter(0)):
-                    act()
-                done.pieces = []
-                self._close_chunk(done)
+            self.turns.release(c.seq, c, self._release)
+
+    def _release(self, c: Chunk) -> None:
+        for _base, act in sorted(c.pieces, key=itemgetter(0)):
+            act()
+        c.pieces = []
+        self._close_chunk(c)
 
     def _close_chunk(self, c: Chunk) -> None:
         if c.closed:
@@ -325,9 +321,7 @@ class PooledStage:
                 for v in out:
                     em.emit(v)
         em.flush()
-        if oc.n:
-            per = (oc.busy + oc.cost) / oc.n
-            self.per_item = per if self.per_item <= 0 else 0.7 * self.per_item + 0.3 * per
+        self.per_item = learn(self.per_item, oc.n, oc.busy + oc.cost)
         run.publish(
             ChunkProcessed(
                 st.path,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from ..stagefn.output import Output, Routed
 from ..stagefn.runner import run_item
 from ..stagefn.sampling import time_this_chunk
 from .channel import Channel
+from .chunking import MAX_CHUNK, TARGET_CHUNK_SECONDS, Turns, fair_share, learn
 from .emitter import Emitter
 from .fastpath import fast_eligible, run_chunk
 from .items import stage_policy, wait_backoff
@@ -40,10 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("minigun_nb")
 perf = time.perf_counter
 
-#: aim for about this much work per taken chunk: big enough to amortise the hop, small
-#: enough that a slow stage shares its queue fairly between workers
-TARGET_CHUNK_SECONDS = 0.002
-MAX_CHUNK = 1000
 def _yields(fn: Any) -> bool:
     """True for a generator function (or an instance whose ``__call__`` is one)."""
     return inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(
@@ -119,10 +115,7 @@ class StageRun:
         # order; a worker whose turn has not come waits, so at most one chunk of outputs per
         # worker is held back (the bounded reorder window)
         self.ordered = bool(spec.options["ordered"]) and workers > 1
-        self._take_lock = threading.Lock()
-        self._turn = threading.Condition()
-        self._next_seq = 0
-        self._release_seq = 0
+        self.turns = Turns()
 
     def load(self) -> int:
         """Items queued plus items held by workers (least_loaded routing)."""
@@ -134,13 +127,8 @@ class StageRun:
         else:
             limit = int(TARGET_CHUNK_SECONDS / self.per_item) or 1
         if self.workers > 1 and self.channel is not None:
-            limit = min(limit, max(1, math.ceil(len(self.channel) / self.workers)))
+            limit = fair_share(limit, len(self.channel), self.workers)
         return max(1, min(limit, self.max_take))
-
-    def learn(self, n: int, seconds: float) -> None:
-        if n:
-            per = seconds / n
-            self.per_item = per if self.per_item <= 0 else 0.7 * self.per_item + 0.3 * per
 
     # -- threads ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -232,7 +220,7 @@ class StageRun:
             _sleep_unless_cancelled(run, seconds)
 
         sampled = timed_items = 0
-        ordered = self.ordered
+        ordered, turns = self.ordered, self.turns
         if ordered:
             # hold a chunk's outputs until its turn
             em.max_put = em.put_size = em.hold = em.item_hold = 1 << 62
@@ -241,10 +229,9 @@ class StageRun:
         try:
             while not run.cancelled:
                 if ordered:
-                    with self._take_lock:
+                    with turns.take_lock:
                         chunk = ch.get(self.take_limit())
-                        seq = self._next_seq
-                        self._next_seq += 1
+                        seq = turns.number()
                 else:
                     chunk = ch.get(self.take_limit())
                 if chunk is None:
@@ -273,7 +260,7 @@ class StageRun:
                     self._flush_in_turn(em, seq)
                 else:
                     em.flush()
-                self.learn(processed, elapsed)
+                self.per_item = learn(self.per_item, processed, elapsed)
                 if processed < n:
                     run.cancel_items(self, chunk[processed:])
                 run.publish(
@@ -370,15 +357,12 @@ class StageRun:
         return processed, done, failed, filtered, retried, lat
 
     def _flush_in_turn(self, em: Emitter, seq: int) -> None:
-        with self._turn:
-            while self._release_seq != seq and not self.run.cancelled:
-                self._turn.wait(0.1)
+        turns = self.turns
+        turns.wait_turn(seq, lambda: self.run.cancelled)
         try:
             em.flush()
         finally:
-            with self._turn:
-                self._release_seq = seq + 1
-                self._turn.notify_all()
+            turns.passed(seq)
 
     def cancel_remaining(self, ch: Channel) -> None:
         items = ch.cancel()
