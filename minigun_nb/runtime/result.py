@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
     from ..core.graph import Graph
     from ..observe.snapshot import RunSnapshot
-    from .calls import ErrorRecord
+    from .error_records import ErrorRecord
 
 ERROR_COLUMNS = ["stage", "item", "item_repr", "exc_type", "message", "traceback", "attempts",
                  "worker", "time"]
@@ -95,7 +95,7 @@ class RunResult:
         frame = pd.DataFrame([e.row() for e in self._errors], columns=ERROR_COLUMNS)
         # the items themselves, untouched: no int -> numpy scalar, no None -> NaN; one
         # whose repr raises is held by a stand-in, so the table always displays (SPEC §14)
-        from .calls import renderable
+        from .error_records import renderable
 
         frame["item"] = pd.Series([renderable(e.item) for e in self._errors], index=frame.index,
                                   dtype=object)

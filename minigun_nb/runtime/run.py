@@ -32,11 +32,12 @@ from ..observe.events import (
 from ..observe.stats import StatsCollector
 from ..ops.items import loaded_pandas
 from ..stagefn.frames import in_package, outer_frame
-from .calls import ErrorRecord, error_record
 from .channel import CANCELLED, OK
+from .chunking import MAX_CHUNK
 from .emitter import RoutingError
+from .error_records import ErrorRecord, error_record
 from .producer import Handoff
-from .stagerun import MAX_CHUNK, StageRun, nudge_emitters, stream_ticker
+from .stagerun import StageRun, nudge_emitters, stream_ticker
 
 if TYPE_CHECKING:
     from ..core.pipeline import Pipeline

@@ -12,8 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.graph import StageSpec
-from ..stagefn.calling import format_tb, retry_delay, safe_str
+from ..stagefn.calling import format_tb, safe_str
 from ..stagefn.reprs import short_repr as _short_repr
 
 
@@ -107,9 +106,3 @@ def error_record(stage: str, item: Any, exc: BaseException, attempts: int,
         exc=exc,
         has_item=has_item,
     )
-
-
-def backoff_delay(spec: StageSpec, attempt: int) -> float:
-    """A stage's retry wait after failed attempt ``attempt``: :func:`~..stagefn.calling.retry_delay`
-    of its ``backoff`` option."""
-    return retry_delay(float(spec.options["backoff"]), attempt)
