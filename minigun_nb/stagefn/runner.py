@@ -27,7 +27,6 @@ from .outcome import ErrorInfo, Job, Outcome, Unpicklable, encode_error
 from .output import Output, Routed
 from .sampling import time_this_chunk
 from .timeouts import ItemTimer
-from .wire import Payload, dumps, pack
 
 perf = time.perf_counter
 
@@ -365,19 +364,51 @@ class PreparedJob:
     def _stream_fast(
         self, items: Sequence[Any], sink: Callable[[Outcome, Any], None]
     ) -> tuple[Outcome, Any]:
-        """The fast loop in segments that take about :data:`FLUSH_SECONDS` each."""
+        """The fast loop over growing slices, handing what it has to ``sink`` once
+        :data:`FLUSH_SECONDS` have passed since the last hand-over, and the rest at the end
+        (a chunk shorter than that is one outcome, as from :meth:`_run_fast`)."""
+        call = self.call
+        assert call is not None
         n = len(items)
-        lo, size = 0, 1
+        lo = seg = 0
+        size = 1
+        g, nones, lat = _Gathered(), [], []
+        timed = self._timed()
+        last = perf()
         while True:
             hi = min(n, lo + size)
             t = perf()
-            oc, layout = self._run_fast(items, lo, hi)
-            sink(oc, layout)
+            fast_items(call, items, lo, hi, g, nones, lat if timed else None)
+            now = perf()
             if hi >= n:
+                oc, layout = self._fast_outcome(g, nones, lat, seg, hi, now - last)
+                sink(oc, layout)
                 return oc, layout
-            took = perf() - t
+            if now - last >= FLUSH_SECONDS:
+                sink(*self._fast_outcome(g, nones, lat, seg, hi, now - last))
+                g, nones, lat = _Gathered(), [], []
+                timed = self._timed()
+                seg, last = hi, now
+            took = now - t
             size = min(4 * size, max(1, int(size * FLUSH_SECONDS / took))) if took > 0 else 4 * size
             lo = hi
+
+    def _timed(self) -> bool:
+        """Whether the next chunk (or streamed segment) has its items timed one by one."""
+        self.sampled += 1
+        return self.job.track and time_this_chunk(self.sampled, self.timed_items, self.per_item)
+
+    def _fast_outcome(self, g: _Gathered, nones: list[int], lat: list[float], lo: int,
+                      hi: int, busy: float) -> tuple[Outcome, Any]:
+        n = hi - lo
+        if n:
+            self.per_item = busy / n
+        errors, multi = g.errors, g.multi
+        filtered = len(nones) + sum(1 for k in multi.values() if k == 0)
+        self.timed_items += len(lat)
+        oc = Outcome(lo, n, g.out, g.dyn, n - len(errors), len(errors), filtered, 0, busy, lat,
+                     errors, self.worker)
+        return oc, (nones, multi)
 
     def _run_fast(self, items: Sequence[Any], lo: int, hi: int) -> tuple[Outcome, Any]:
         """The hot loop over ``items[lo:hi]``: per item the call, a type check and (when
@@ -386,21 +417,11 @@ class PreparedJob:
         assert call is not None
         g = _Gathered()
         nones: list[int] = []  # items that returned None (filtered)
-        self.sampled += 1
-        timed = self.job.track and time_this_chunk(self.sampled, self.timed_items, self.per_item)
+        timed = self._timed()
         lat: list[float] = []
         t0 = perf()
         fast_items(call, items, lo, hi, g, nones, lat if timed else None)
-        busy = perf() - t0
-        n = hi - lo
-        if n:
-            self.per_item = busy / n
-        errors, multi = g.errors, g.multi
-        filtered = len(nones) + sum(1 for k in multi.values() if k == 0)
-        oc = Outcome(lo, n, g.out, g.dyn, n - len(errors), len(errors), filtered, 0, busy, lat,
-                     errors, self.worker)
-        self.timed_items += len(lat)
-        return oc, (nones, multi)
+        return self._fast_outcome(g, nones, lat, lo, hi, perf() - t0)
 
     def _run_general(
         self,
@@ -458,66 +479,3 @@ class PreparedJob:
         if sink is not None:
             sink(oc, ends)
         return oc, ends
-
-
-# -- an outcome on its way back -------------------------------------------------------------------
-def item_ends(oc: Outcome, layout: Any) -> list[int]:
-    """Where each item's static emissions end in ``oc.out``."""
-    if isinstance(layout, list):
-        return layout
-    nones, multi = layout
-    skip = set(nones) | {e.index for e in oc.errors}
-    statics: dict[int, int] = {}
-    for idx, _name, _item in oc.dyn:
-        statics[idx] = statics.get(idx, 0) - 1
-    ends = []
-    pos = 0
-    for j in range(oc.start, oc.start + oc.n):
-        if j in multi:
-            pos += multi[j] + statics.get(j, 0)
-        elif j not in skip:
-            pos += 1
-        ends.append(pos)
-    return ends
-
-
-def dump_outcome(oc: Outcome, layout: Any, oob: bool = False) -> Payload:
-    """Pickle an outcome; an item whose results cannot be pickled becomes an item error."""
-    try:
-        return pack(oc, oob)
-    except Exception:  # noqa: BLE001 - find the items at fault
-        pass
-    ends = item_ends(oc, layout)
-    failed_idx = {e.index for e in oc.errors}
-    out: list[Any] = []
-    dyn_by: dict[int, list[tuple[int, str, Any]]] = {}
-    for d in oc.dyn:
-        dyn_by.setdefault(d[0], []).append(d)
-    dyn: list[tuple[int, str, Any]] = []
-    errors = list(oc.errors)
-    done, failed = oc.done, oc.failed
-    lo = 0
-    for j, hi in enumerate(ends):
-        idx = oc.start + j
-        values = oc.out[lo:hi]
-        routed = dyn_by.get(idx, [])
-        lo = hi
-        try:
-            dumps((values, routed))
-        except Exception as exc:  # noqa: BLE001
-            if idx not in failed_idx:
-                done -= 1
-                failed += 1
-                errors.append(ErrorInfo(
-                    idx,
-                    "PicklingError",
-                    f"the item's results cannot be pickled to send them back to the kernel "
-                    f"({type(exc).__name__}: {exc})",
-                    "",
-                    None,
-                    1,
-                ))
-            continue
-        out.extend(values)
-        dyn.extend(routed)
-    return pack(oc._replace(out=out, dyn=dyn, errors=errors, done=done, failed=failed), oob)

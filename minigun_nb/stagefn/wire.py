@@ -3,7 +3,8 @@
 A payload is plain pickle bytes, or ``(bytes, buffers)``: a protocol-5 pickle with its large
 binary buffers (numpy arrays, DataFrame blocks) kept out of band, so they are copied once on the
 way, not three times. Objects a worker could not import by name (a lambda, a class defined in a
-notebook) go by value, with cloudpickle (imported only then).
+notebook) go by value, with cloudpickle (imported only then). An item or a result that cannot
+be pickled costs only its item (:func:`dump_items`, :func:`dump_outcome`).
 
 A frame is ``prefix`` (a tag, chosen by the caller), a head (pickle length, 8 bytes; buffer
 count, 4 bytes; each buffer's length, 8 bytes), the pickle, then the buffers as they are.
@@ -30,7 +31,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .outcome import Unpicklable
+from .outcome import ErrorInfo, Outcome, Unpicklable
 
 #: pickled data: plain bytes, or (bytes, buffers) with large binary buffers kept out of band
 Payload = Any
@@ -116,6 +117,69 @@ def dump_items(items: Sequence[Any], oob: bool = False) -> Payload:
                     )
                 )
         return pack(fixed, oob)
+
+
+# -- an outcome on its way back -------------------------------------------------------------------
+def item_ends(oc: Outcome, layout: Any) -> list[int]:
+    """Where each item's static emissions end in ``oc.out``."""
+    if isinstance(layout, list):
+        return layout
+    nones, multi = layout
+    skip = set(nones) | {e.index for e in oc.errors}
+    statics: dict[int, int] = {}
+    for idx, _name, _item in oc.dyn:
+        statics[idx] = statics.get(idx, 0) - 1
+    ends = []
+    pos = 0
+    for j in range(oc.start, oc.start + oc.n):
+        if j in multi:
+            pos += multi[j] + statics.get(j, 0)
+        elif j not in skip:
+            pos += 1
+        ends.append(pos)
+    return ends
+
+
+def dump_outcome(oc: Outcome, layout: Any, oob: bool = False) -> Payload:
+    """Pickle an outcome; an item whose results cannot be pickled becomes an item error."""
+    try:
+        return pack(oc, oob)
+    except Exception:  # noqa: BLE001 - find the items at fault
+        pass
+    ends = item_ends(oc, layout)
+    failed_idx = {e.index for e in oc.errors}
+    out: list[Any] = []
+    dyn_by: dict[int, list[tuple[int, str, Any]]] = {}
+    for d in oc.dyn:
+        dyn_by.setdefault(d[0], []).append(d)
+    dyn: list[tuple[int, str, Any]] = []
+    errors = list(oc.errors)
+    done, failed = oc.done, oc.failed
+    lo = 0
+    for j, hi in enumerate(ends):
+        idx = oc.start + j
+        values = oc.out[lo:hi]
+        routed = dyn_by.get(idx, [])
+        lo = hi
+        try:
+            dumps((values, routed))
+        except Exception as exc:  # noqa: BLE001
+            if idx not in failed_idx:
+                done -= 1
+                failed += 1
+                errors.append(ErrorInfo(
+                    idx,
+                    "PicklingError",
+                    f"the item's results cannot be pickled to send them back to the kernel "
+                    f"({type(exc).__name__}: {exc})",
+                    "",
+                    None,
+                    1,
+                ))
+            continue
+        out.extend(values)
+        dyn.extend(routed)
+    return pack(oc._replace(out=out, dyn=dyn, errors=errors, done=done, failed=failed), oob)
 
 
 # -- the framing ---------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from functools import partial
 from typing import Any
 
 from .outcome import ErrorInfo, Job, Outcome
-from .runner import PreparedJob, dump_outcome, perf
-from .wire import Payload, dumps, pack, unpack, write_all, write_payload
+from .runner import PreparedJob, perf
+from .wire import Payload, dump_outcome, dumps, pack, unpack, write_all, write_payload
 
 #: returned by a worker that does not hold the job yet: the kernel resends it with the job
 NEED_JOB = b""

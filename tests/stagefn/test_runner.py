@@ -10,8 +10,8 @@ import pytest
 import minigun_nb as mg
 from minigun_nb.stagefn.calling import Control, RetryPolicy, retry_delay
 from minigun_nb.stagefn.outcome import Job, Unpicklable, load_exception
-from minigun_nb.stagefn.runner import Collected, PreparedJob, dump_outcome, run_item
-from minigun_nb.stagefn.wire import unpack
+from minigun_nb.stagefn.runner import Collected, PreparedJob, run_item
+from minigun_nb.stagefn.wire import dump_outcome, unpack
 
 pytestmark = pytest.mark.timeout(30)
 
