@@ -73,7 +73,7 @@ class Emitter:
         self.flushes = 0  # static deliveries so far (did a buffer leave during this item?)
         self.reported = 0  # emissions already published (producers report as they go)
         # the per-item step's marks (:meth:`mark`): where the current attempt began
-        self.attempts = 0  # attempts marked since the worker last reset it (retries counted)
+        self.attempts = 0  # attempts marked so far (a cancelled item's retries are counted)
         self._mark_out = self._mark_count = self._mark_flushes = 0
         policy = st.spec.options["route"]
         self.copy = bool(st.spec.options["copy"])
@@ -223,9 +223,9 @@ class Emitter:
 
     def collect(self, i: int, r: Any) -> None:
         """Emit what an item's call returned (a value, a generator, ``mg.to``). A generator is
-        drained here, and closed when a cancel stops it between two yields (its ``finally``
-        blocks run now); then the item's ``mg.to`` routes are delivered (a failure there
-        fails the item, never retried: it would route the same way again)."""
+        drained here, and closed when that stops early (a cancel between two yields: its
+        ``finally`` blocks run now); then the item's ``mg.to`` routes are delivered (a
+        failure there fails the item, never retried: it would route the same way again)."""
         if r is None:
             pass
         elif type(r) is GeneratorType:
@@ -235,7 +235,7 @@ class Emitter:
                         self.send(v.target, v.item)
                     else:
                         self.emit(v)
-            except ItemCancelled:
+            except BaseException:
                 r.close()
                 raise
         elif type(r) is Routed:

@@ -114,35 +114,48 @@ def run_chunk(
 
 class _ThreadSink:
     """The :class:`~minigun_nb.stagefn.runner.FastSink` of a thread worker: plain results go
-    into the Emitter's buffer, a generator or ``mg.to`` through it (:func:`_emit_lazy`), a
-    failed call is an error row at once."""
+    into the Emitter's buffer, a generator or ``mg.to`` through it (``Emitter.collect``, as in
+    the general loop), a failed call is an error row at once."""
 
-    __slots__ = ("st", "em", "chunk", "record", "lazy_seen", "lazy_items", "empty", "failures",
+    __slots__ = ("st", "em", "out", "chunk", "record", "lazy_items", "empty", "failures",
                  "current")
 
     def __init__(self, st: StageRun, em: Emitter, chunk: list[Any]) -> None:
         self.st, self.em, self.chunk = st, em, chunk
+        self.out = em.out  # taken again after an emission that may have delivered it
         self.record = st.run.record_error
-        self.lazy_seen = False  # some call returned a generator or mg.to
         self.lazy_items = 0  # items whose generator or mg.to emitted without failing
         self.empty = 0  # of those, items that emitted nothing (filtered)
         self.failures = 0
-        self.current = 0  # the item being drained (a cancel cuts the chunk there)
+        self.current = -1  # the item being drained (a cancel cuts the chunk there)
 
     @property
-    def out(self) -> list[Any]:
-        return self.em.out
+    def lazy_seen(self) -> bool:
+        """Some call returned a generator or an ``mg.to``."""
+        return self.current >= 0
 
     def lazy(self, i: int, r: Any) -> None:
-        self.lazy_seen = True
+        """Emit what a returned generator yields, or send a returned ``mg.to``. A generator
+        that fails half-way takes back what it yielded (what a full buffer already delivered
+        stays delivered), then re-raises; one that emitted nothing is filtered."""
+        em = self.em
         self.current = i
-        if _emit_lazy(self.em, r):
+        before, mark, flushes = em.count, em.item_start(), em.flushes
+        try:
+            em.collect(i, r)
+        except BaseException:
+            em.discard_item_emissions(mark, flushes)
+            raise
+        finally:
+            self.out = em.out
+        if em.count == before:
             self.empty += 1
         self.lazy_items += 1
 
     def failed(self, i: int, exc: BaseException) -> None:
         self.failures += 1
         self.record(self.st, self.chunk[i], exc, 1)
+        self.out = self.em.out
 
 
 def _run_chunk_loop(
@@ -166,24 +179,3 @@ def _run_chunk_loop(
     direct = n - sink.failures - len(nones) - sink.lazy_items
     em.count += direct
     return n - sink.failures, sink.failures, len(nones) + sink.empty, lat, sink.lazy_seen
-
-
-def _emit_lazy(em: Emitter, r: Any) -> bool:
-    """Emit what a returned generator yields, or send a returned ``mg.to``; True when that
-    emitted nothing (the item counts as filtered). A generator that fails half-way takes back
-    what it yielded (what a full buffer already delivered stays delivered), then re-raises."""
-    before, mark, flushes = em.count, em.item_start(), em.flushes
-    try:
-        if type(r) is Routed:
-            em.send(r.target, r.item)
-        else:
-            for v in r:
-                em.emit_value(v)
-        if em.dyn:
-            em.flush_dynamic()
-    except BaseException:
-        em.discard_item_emissions(mark, flushes)
-        if type(r) is GeneratorType:
-            r.close()  # run its finally blocks now (it stopped at a yield: a cancel)
-        raise
-    return em.count == before

@@ -327,33 +327,35 @@ class StageRun:
         run = self.run
         record_error = run.record_error
         lat: list[float] = []
-        done = failed = filtered = retried = processed = 0
+        failed = filtered = retried = processed = 0
+        first_attempt = em.attempts  # every attempt marks the Emitter (Emitter.mark)
         t_prev = perf()
         for i, item in enumerate(chunk):
             if run.cancelled:
                 break
-            em.attempts = 0
             try:
                 attempts, exc, emitted = run_item(call, item, i, em, policy, invoke, backoff)
             except ItemCancelled:  # the run was cancelled while the item emitted or waited
                 em.take_back()
-                retried += max(0, em.attempts - 1)
+                # the attempts the cancelled item made: all marked, less the finished items'
+                retried += max(0, em.attempts - first_attempt - processed - retried - 1)
                 break
             processed += 1
-            retried += attempts - 1
             if exc is None:
-                done += 1
                 if not emitted:
                     filtered += 1
             else:
                 failed += 1
                 record_error(self, item, exc, attempts)
+            if attempts != 1:
+                retried += attempts - 1
             if em.due:
                 em.flush()
             if track:
                 t = perf()
                 lat.append(t - t_prev)
                 t_prev = t
+        done = processed - failed
         return processed, done, failed, filtered, retried, lat
 
     def _flush_in_turn(self, em: Emitter, seq: int) -> None:
