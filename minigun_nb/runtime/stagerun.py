@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..core.graph import StageSpec
+from ..core.stage import KERNEL_KINDS
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
 from ..stagefn.calling import (
     ItemCancelled,
@@ -141,7 +142,7 @@ class StageRun:
             from .producer import producer_loop
 
             loop: Callable[[int], None] = partial(producer_loop, self)
-        elif self.kind in ("batch", "debatch", "rebatch", "accumulator"):
+        elif self.kind in KERNEL_KINDS:
             from .operators import operator_loop
 
             loop = partial(operator_loop, self)
