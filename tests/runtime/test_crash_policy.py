@@ -39,7 +39,10 @@ class FakeExecutor:
     times it kills (None: always)."""
 
     depth = 2
+    isolates_crashes = False
     target_seconds = 0.002
+    moves_bytes = False
+    item_bytes = 0.0
 
     def __init__(self, kills=None, timeouts=(), holds=(), isolates_crashes=False,
                  streams=False, setup_error=None, open_error=None):
@@ -82,7 +85,8 @@ class FakeExecutor:
             except Exception as exc:  # noqa: BLE001 - the item's error row
                 errors.append(_error(i, exc))
         report(Outcome(0, len(items), out=out, done=len(items) - len(errors),
-                       failed=len(errors), errors=errors, worker="fake"))
+                       failed=len(errors), errors=errors, worker="fake",
+                       busy=1e-4 * len(items)))
         fut.set_result(None)
         return fut
 
@@ -280,7 +284,7 @@ def test_an_item_error_is_its_row_with_the_workers_identity(fake):
         return x
 
     fake()
-    stage = mg.processor(parse, backend="process", chunk_size=4)
+    stage = mg.processor(parse, backend="process")  # chunks sized by the driver
     result = mg.Pipeline([stage]).run(items=range(8), display="none")
     assert sorted(result.outputs) == [0, 1, 2, 4, 5, 6, 7]
     row = result.errors.iloc[0]
