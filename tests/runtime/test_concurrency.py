@@ -96,11 +96,14 @@ def test_backpressure_bound_holds_through_chained_stages():
     stop = threading.Event()
     peaks: dict[str, int] = {}
     sampler = threading.Thread(
-        target=lambda: peaks.update(_sample_in_flight(handle, ["middle", "slow"], stop)))
+        target=lambda: peaks.update(_sample_in_flight(handle, ["middle", "slow"], stop)),
+        daemon=True)  # a failing wait must not leave pytest waiting for it at exit
     sampler.start()
-    result = handle.wait(timeout=25)
-    stop.set()
-    sampler.join()
+    try:
+        result = handle.wait(timeout=25)
+    finally:
+        stop.set()
+        sampler.join(timeout=10)
 
     assert counts["consumed"] == 1500
     assert_conserved(result)
