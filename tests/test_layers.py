@@ -73,9 +73,14 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
         pkg = module.split(".") if is_package else module.split(".")[:-1]
         pkg = pkg[: len(pkg) - (node.level - 1)]
         base = ".".join(pkg + ([node.module] if node.module else []))
-    if node.module is None:  # `from . import x`: each name is a module
-        return [f"{base}.{a.name}" for a in node.names]
+    if node.module is None:  # `from . import x`: x is a module, or a name the package defines
+        return [f"{base}.{a.name}" if _is_module(f"{base}.{a.name}") else base for a in node.names]
     return [base]
+
+
+def _is_module(name: str) -> bool:
+    path = ROOT.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def _is_type_checking(test: ast.expr) -> bool:
