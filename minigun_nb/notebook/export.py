@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .magicline import MagicLineError, check_plan, parse_line, plan_cell
+from .magicline import LINE_BACKEND_KINDS, MagicLineError, check_plan, parse_line, plan_cell
 from .params import ParameterError, Parameters, find_parameters
 
 __all__ = ["ExportError", "Exported", "convert", "export_notebook", "read_notebook"]
@@ -43,8 +43,6 @@ INDENT = "    "
 IPYTHON_ONLY = "IPython-only, not run in the script"
 #: cell magics whose body is plain Python run once: the magic line goes, the code stays
 _TRANSPARENT_CELL_MAGICS = ("time", "capture")
-#: the stage kinds that take the line's backend and workers (as in the magic)
-_LINE_BACKEND_KINDS = ("processor", "consumer")
 _MAGIC_LINE = re.compile(r"^\s*(?:[%!]|[\w.\[\], ]+=\s*[%!])")
 
 _DISPLAY_FALLBACK = '''\
@@ -416,7 +414,7 @@ def _minigun_cell(code: str, where: str) -> str:
 def _line_options(ml: Any, st: Any, where: str) -> dict[str, Any]:
     """The backend and workers the line gives a stage (the magic's rule): processors and
     consumers only; an ``async def`` runs on the event loop whatever the backend."""
-    if ml.backend is None or st.kind not in _LINE_BACKEND_KINDS:
+    if ml.backend is None or st.kind not in LINE_BACKEND_KINDS:
         return {}
     backend = "async" if st.is_async else ml.backend
     if backend == "async" and not st.is_async and not st.decorated:

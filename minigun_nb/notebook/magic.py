@@ -30,6 +30,7 @@ from ..core.pipeline import Pipeline
 from ..core.stage import Stage, is_async_callable
 from ..errors import DefinitionError
 from .magicline import (
+    LINE_BACKEND_KINDS,
     MagicLine,
     MagicLineError,
     PlannedStage,
@@ -40,10 +41,6 @@ from .magicline import (
     usage_sentence,
 )
 from .tracebacks import user_frames
-
-#: kinds that take the line's backend and workers (a producer runs once in the kernel; an
-#: accumulator runs on one kernel thread, its batching needs it)
-_LINE_BACKEND_KINDS = ("processor", "consumer")
 
 
 def _with_options(func: Any) -> Any:
@@ -170,7 +167,7 @@ def _stage_for(spec: MagicLine, planned: PlannedStage, obj: Any) -> Stage:
             f"{where} is no longer a function once the cell has run ({type(obj).__name__}); "
             f"do not rebind it in the cell, or prefix a helper's name with _."
         )
-    options = _line_options(spec, obj) if planned.kind in _LINE_BACKEND_KINDS else {}
+    options = _line_options(spec, obj) if planned.kind in LINE_BACKEND_KINDS else {}
     if options.get("backend") == "async" and not is_async_callable(obj):
         raise DefinitionError(
             f"{where}: --tasks runs every stage after the producers on the event loop, but "
@@ -191,7 +188,7 @@ def _decorated(spec: MagicLine, stage: Stage) -> Stage:
     The line's backend and workers go together ("--threads 8" is eight threads): a decorator
     that chose another backend keeps its own worker count too.
     """
-    if stage.kind not in _LINE_BACKEND_KINDS or spec.backend is None:
+    if stage.kind not in LINE_BACKEND_KINDS or spec.backend is None:
         return stage
     line = _line_options(spec, stage.fn)
     own = stage.options

@@ -39,6 +39,9 @@ DISPLAY_MODES = ("auto", "widget", "progress", "hud", "text", "none")
 
 #: the stage decorators whose options win over the line's (``@mg.processor(...)`` and the like)
 STAGE_DECORATORS = ("producer", "processor", "consumer", "accumulator", "stage")
+#: kinds that take the line's backend and workers (a producer runs once in the kernel; an
+#: accumulator runs on one kernel thread, its batching needs it): the magic and export agree
+LINE_BACKEND_KINDS = ("processor", "consumer")
 
 USAGE = (
     "%%minigun NAME [--threads N | --processes N | --forks N | --tasks N] [--batch N] "
