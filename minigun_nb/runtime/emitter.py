@@ -51,6 +51,13 @@ def _weighted_cycle(weights: dict[str, float]) -> list[str]:
 class Emitter:
     """Buffers and routes one worker's emissions."""
 
+    __slots__ = (
+        "st", "run", "targets", "max_put", "hold", "item_hold", "due", "nudged", "put_size",
+        "items_started", "seen_started", "count", "flushes", "reported", "attempts",
+        "_mark_out", "_mark_count", "_mark_flushes", "copy", "out", "per", "dyn", "pick",
+        "limit",
+    )
+
     def __init__(self, st: StageRun) -> None:
         self.st = st
         self.run = st.run

@@ -191,33 +191,39 @@ def run_item(
     policy: RetryPolicy,
     invoke: Callable[[Callable[[Any], Any], Any, int], None] | None = None,
     sleep: Callable[[float], Any] = time.sleep,
+    failed: BaseException | None = None,
 ) -> tuple[int, BaseException | None, bool]:
     """Run item ``i``: ``call(item)``, what it returns put in ``sink`` (``sink.collect``; or
     ``invoke(call, item, i)`` does both, e.g. under a timeout). A failure is retried as
     ``policy`` says, after its backoff (``sleep``), and what the failed attempt emitted is
     taken back. Returns the attempts made, the item's exception (None when it succeeded) and
     whether it emitted anything. The runtime's own :class:`~.calling.Control` signals pass
-    through."""
+    through. ``failed``: the first attempt already ran (a caller's inlined hot path) and
+    raised this, its emissions taken back; the rest goes on from there."""
     attempt = 1
+    exc = failed
     while True:
-        mark = sink.mark()
-        try:
-            if invoke is None:
-                sink.collect(i, call(item))
+        if exc is None:
+            mark = sink.mark()
+            try:
+                if invoke is None:
+                    sink.collect(i, call(item))
+                else:
+                    invoke(call, item, i)
+            except Control:
+                raise
+            except BaseException as err:  # noqa: BLE001 - an item error (SystemExit too)
+                sink.take_back(mark)
+                exc = err
             else:
-                invoke(call, item, i)
-        except Control:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too)
-            sink.take_back(mark)
-            if policy.retries_after(exc, attempt):
-                delay = policy.delay(attempt)
-                if delay > 0:
-                    sleep(delay)
-                attempt += 1
-                continue
+                return attempt, None, sink.since(mark)
+        if not policy.retries_after(exc, attempt):
             return attempt, exc, False
-        return attempt, None, sink.since(mark)
+        delay = policy.delay(attempt)
+        if delay > 0:
+            sleep(delay)
+        attempt += 1
+        exc = None
 
 
 class Collected:

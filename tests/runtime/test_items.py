@@ -185,3 +185,20 @@ def test_the_accumulator_sink_routes_first_and_keeps_nothing_of_a_failed_batch()
     attempts, exc, _ = run_item(routes_nowhere, [1], 0, sink2, policy(run2, retries=2))
     assert attempts == 1 and isinstance(exc, RoutingError)
     assert em2.out == [] and run2.routed == []
+
+
+def test_run_item_goes_on_from_a_first_attempt_the_caller_ran():
+    run, em = emitter()
+    calls = []
+
+    def second_time_lucky(x):
+        calls.append(x)
+        return x * 10
+
+    # the thread loop ran attempt 1 itself and it raised: run_item decides and retries
+    attempts, exc, emitted = run_item(second_time_lucky, 4, 0, em, policy(run, retries=1),
+                                      failed=ValueError("first"))
+    assert (attempts, exc, emitted, calls, em.out) == (2, None, True, [4], [40])
+    attempts, exc, _ = run_item(second_time_lucky, 4, 0, em, policy(run, retries=0),
+                                failed=KeyError("first"))
+    assert attempts == 1 and isinstance(exc, KeyError) and calls == [4]
