@@ -50,7 +50,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check minigun_nb tests bench examples
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py tests/stagefn/test_layer.py
 	$(BIN)/mypy
 
 notebooks: $(STAMP)

@@ -73,9 +73,9 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
         pkg = module.split(".") if is_package else module.split(".")[:-1]
         pkg = pkg[: len(pkg) - (node.level - 1)]
         base = ".".join(pkg + ([node.module] if node.module else []))
-    if node.module is None:  # `from . import x`: x is a module, or a name the package defines
-        return [f"{base}.{a.name}" if _is_module(f"{base}.{a.name}") else base for a in node.names]
-    return [base]
+    # `from . import x`, `from minigun_nb import display`: each name that is a module is the
+    # import's target (else it is a name the module defines, and the module is the target)
+    return [f"{base}.{a.name}" if _is_module(f"{base}.{a.name}") else base for a in node.names]
 
 
 def _is_module(name: str) -> bool:
@@ -195,6 +195,13 @@ def test_a_broken_rule_is_reported_with_its_place() -> None:
         "executors import only stagefn and errors"
     ]
     assert not _facade_allows(fake._replace(module="minigun_nb.core.pipeline"), "runtime")
+    # `from minigun_nb import display` names the display package, not the package's __init__
+    node = ast.parse("from minigun_nb import display, __version__").body[0]
+    assert isinstance(node, ast.ImportFrom)
+    assert _resolve("minigun_nb.runtime.items", False, node) == ["minigun_nb.display", "minigun_nb"]
+    node = ast.parse("from ..display import svg").body[0]
+    assert isinstance(node, ast.ImportFrom)
+    assert _resolve("minigun_nb.runtime.items", False, node) == ["minigun_nb.display.svg"]
     assert _facade_allows(fake._replace(module="minigun_nb.core.pipeline", where="Pipeline.run"),
                           "runtime")
 
@@ -283,3 +290,16 @@ def test_layers_form_no_cycle_outside_the_facades() -> None:
         assert cycle is None, "layers import in a circle: " + " -> ".join(cycle) + "\n" + "\n".join(
             show(why[(a, b)], f"{a} -> {b}") for a, b in zip(cycle, cycle[1:], strict=False)
         )
+
+
+def test_the_backend_registry_names_executor_modules_only() -> None:
+    # BACKENDS holds "module:Class" strings the reader above cannot see: each is an executor
+    # module (so the executors' rules cover it) and names a class that is there.
+    import importlib
+
+    from minigun_nb.executors import BACKENDS
+
+    for backend, where in BACKENDS.items():
+        module, _, name = where.partition(":")
+        assert layer(module) == "executors" and _is_module(module), (backend, where)
+        assert isinstance(getattr(importlib.import_module(module), name), type), (backend, where)
