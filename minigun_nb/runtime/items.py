@@ -66,8 +66,12 @@ class RunRetryPolicy(RetryPolicy):
 
 def stage_policy(run: Run, options: Any, cancel_ends: bool = True) -> RunRetryPolicy:
     """The retry policy of a stage's options (``retry_on`` is a tuple once resolved)."""
-    return RunRetryPolicy(int(options.get("retries") or 0),
-                          options.get("retry_on") or (Exception,),
+    retry_on = options.get("retry_on")
+    if retry_on is None:  # not given: every Exception; an empty tuple retries nothing
+        retry_on = (Exception,)
+    elif not isinstance(retry_on, tuple):
+        retry_on = (retry_on,)
+    return RunRetryPolicy(int(options.get("retries") or 0), retry_on,
                           float(options.get("backoff") or 0.0), run, cancel_ends)
 
 
