@@ -31,6 +31,8 @@ def definition(method: F) -> F:
 
     Inside ``with pipe.pipeline("x")`` a call of ``pipe.method(...)`` is a call of
     ``x.method(...)`` (and on into a pipeline nested in ``x`` while its own block is open).
+    What counts is where the *call* happens: ``add = pipe.processor`` taken before the block
+    and called inside it adds to ``x``; taken inside and called after, to ``pipe``.
     """
     name = method.__name__
 

@@ -151,3 +151,18 @@ def test_the_routed_methods_keep_their_signature_and_docstring():
         original = inspect.unwrap(method)
         assert method.__doc__ == original.__doc__ and method.__doc__, name
         assert inspect.signature(method) == inspect.signature(original), name
+
+
+def test_routing_follows_the_call_not_the_lookup():
+    pipe = mg.Pipeline("p")
+
+    @pipe.producer
+    def gen():
+        yield 1
+
+    before = pipe.processor  # looked up outside the block...
+    with pipe.pipeline("inner"):
+        before(lambda x: x, name="a")  # ...called inside: it goes into "inner"
+        inside = pipe.processor
+    inside(lambda x: x, name="b")  # looked up inside, called after: it goes into "p"
+    assert [s.path for s in pipe.graph().stages.values()] == ["gen", "inner/a", "b"]
