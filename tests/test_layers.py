@@ -303,3 +303,14 @@ def test_the_backend_registry_names_executor_modules_only() -> None:
         module, _, name = where.partition(":")
         assert layer(module) == "executors" and _is_module(module), (backend, where)
         assert isinstance(getattr(importlib.import_module(module), name), type), (backend, where)
+
+
+def test_every_registered_backend_is_a_valid_backend_option() -> None:
+    # A new backend is its module, one registry line, and its name among the option's values
+    # (core/options.py, the list SPEC gives); the registry may not name one the option refuses.
+    from minigun_nb.core.options import BACKENDS as OPTION_VALUES
+    from minigun_nb.executors import BACKENDS
+    from minigun_nb.runtime.pooled_prepare import POOLED_BACKENDS
+
+    assert set(BACKENDS) <= set(OPTION_VALUES)
+    assert set(POOLED_BACKENDS) == set(BACKENDS)

@@ -23,31 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 # the cross-process contract lives in the stage-function layer; named here for the backends
-from ..stagefn.outcome import (
-    TIMEOUT_EXIT,
-    ErrorInfo,
-    Job,
-    Outcome,
-    RemoteTraceback,
-    TaskCancelled,
-    Unpicklable,
-    WorkerDied,
-    load_exception,
-)
+from ..stagefn.outcome import ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
 
-__all__ = [
-    "TIMEOUT_EXIT",
-    "ErrorInfo",
-    "Executor",
-    "ExecutorSpec",
-    "Job",
-    "Outcome",
-    "RemoteTraceback",
-    "TaskCancelled",
-    "Unpicklable",
-    "WorkerDied",
-    "load_exception",
-]
+__all__ = ["ErrorInfo", "Executor", "ExecutorSpec", "Job", "Outcome", "TaskCancelled", "WorkerDied"]
 
 @dataclass(frozen=True)
 class ExecutorSpec:

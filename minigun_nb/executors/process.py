@@ -39,7 +39,7 @@ from ..stagefn.outcome import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, TaskCancell
 from ..stagefn.wire import dump_items, payload_size, unpack
 from . import process_link
 from .base import ExecutorSpec
-from .process_pool import MAX_IDLE_WORKERS, StagePool, _registry, get_pool, shutdown
+from .process_pool import get_pool
 
 log = logging.getLogger("minigun_nb")
 #: a chunk bigger than this is written by its link's sender thread (a socket buffer holds
@@ -492,5 +492,4 @@ class ProcessExecutor:
         self.pool.release()
 
 
-__all__ = ["MAX_IDLE_WORKERS", "ProcessExecutor", "StagePool", "_registry", "get_pool",
-           "shutdown"]
+__all__ = ["ProcessExecutor"]

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.stage import UNPOOLED_KINDS
 from ..errors import DefinitionError
+from ..executors import BACKENDS
 
 if TYPE_CHECKING:
     from .run import Run
 
-#: backends whose stages an executor runs
-POOLED_BACKENDS = ("process", "fork", "async", "dask")
+#: backends whose stages an executor runs: the executor registry's (one line there adds one)
+POOLED_BACKENDS = tuple(BACKENDS)
 _state_lock = threading.Lock()
 
 

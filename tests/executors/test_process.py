@@ -352,11 +352,11 @@ def test_ordered_keeps_input_order():
 
 # -- stopping and the process table ----------------------------------------------------------------
 def _pending_tasks():
-    from minigun_nb.executors import process
+    from minigun_nb.executors import process_pool
 
     return sum(
         len(p._ex._pending_work_items)
-        for p in list(process._registry.values())
+        for p in list(process_pool._registry.values())
         if p._ex is not None
     )
 
@@ -467,7 +467,7 @@ def test_big_items_and_results_cross_intact_and_arrays_arrive_writable():
 
 
 def test_a_run_leaves_its_workers_free_for_the_next_and_no_task_pending():
-    from minigun_nb.executors import process
+    from minigun_nb.executors import process_pool
 
     @mg.processor(backend="process", workers=2)
     def pid(x):
@@ -478,7 +478,7 @@ def test_a_run_leaves_its_workers_free_for_the_next_and_no_task_pending():
         result = run(pipe, items=range(2000))
         assert sorted(result.outputs) and len(result.outputs) == 2000
         assert _pending_tasks() == 0  # every serve task returned: the workers are idle
-    pools = [p for p in list(process._registry.values()) if p._ex is not None]
+    pools = [p for p in list(process_pool._registry.values()) if p._ex is not None]
     assert pools and all(not p._ex._flags.broken for p in pools)
 
 

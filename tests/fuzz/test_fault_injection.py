@@ -300,7 +300,7 @@ def leftovers() -> tuple[int, int]:
 
 # -- one run, checked -------------------------------------------------------------------------------
 def check(sc: Scenario) -> None:
-    from minigun_nb.executors import process
+    from minigun_nb.executors import process_pool
 
     pipe, ref = build(sc)
     feed = None if sc.producer else sc.items  # build() may have turned the producer off
@@ -348,7 +348,7 @@ def check(sc: Scenario) -> None:
         raise
     # idle warm workers are capped, but the pool released last stays whole; a closed pool's
     # workers are killed asynchronously: give them a moment
-    bound = max(process.MAX_IDLE_WORKERS, MAX_WORKERS)
+    bound = max(process_pool.MAX_IDLE_WORKERS, MAX_WORKERS)
     for _ in range(100):
         forks, loky = leftovers()
         if not forks and loky <= bound:

@@ -81,10 +81,10 @@ def test_a_cell_rerun_ten_times_keeps_one_warm_pool_for_its_stage():
 
 
 def test_idle_warm_workers_across_stages_are_capped():
-    from minigun_nb.executors import process
+    from minigun_nb.executors import process_pool
 
     mg.shutdown()
-    cap = process.MAX_IDLE_WORKERS
+    cap = process_pool.MAX_IDLE_WORKERS
     pipes = []
     for k in range(cap + 2):
         def work(x, k=k):
