@@ -68,6 +68,19 @@ def _put_done(events: queue.SimpleQueue[tuple[str, Any]], span: Span, fut: Any) 
     events.put(("done", (span, fut)))
 
 
+def drop_items(out: Any, ends: Any, drop: list[int]) -> list[Any]:
+    """``out`` without the emissions of the items at positions ``drop`` (ascending), each
+    item ``j``'s being ``out[ends[j - 1]:ends[j]]``: an item that failed in the kernel
+    (its route) leaves nothing downstream, as on a thread."""
+    kept: list[Any] = []
+    lo = 0
+    for j in drop:
+        kept.extend(out[lo:ends[j - 1] if j else 0])
+        lo = ends[j]
+    kept.extend(out[lo:])
+    return kept
+
+
 class PooledStage:
     """The kernel side of one pooled stage in one run."""
 
@@ -298,7 +311,9 @@ class PooledStage:
             self._record(
                 items[lo + err.index], load_exception(err), err.attempts, err.traceback, oc.worker
             )
+        out = oc.out
         if oc.dyn:
+            unrouted: list[int] = []
             for idx, group in itertools.groupby(oc.dyn, key=itemgetter(0)):
                 try:
                     for _i, name, value in group:
@@ -309,7 +324,9 @@ class PooledStage:
                     done -= 1
                     failed += 1
                     self._record(items[lo + idx], exc, 1)
-        out = oc.out
+                    unrouted.append(idx - oc.start)
+            if unrouted and oc.ends:
+                out = drop_items(out, oc.ends, unrouted)
         if out:
             if getattr(em, "pick", False) is None:  # broadcast/terminal: hand the list over
                 em.count += len(out)

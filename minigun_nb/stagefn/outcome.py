@@ -48,6 +48,12 @@ class Outcome(NamedTuple):
     latency is not tracked). ``setup_error`` means the worker could not serve at all (its
     ``after_fork``/``setup`` failed): the items were not processed. ``hook_errors`` are
     teardown failures (no item). ``busy`` is the time spent in the stage function.
+
+    ``ends`` says where each item's static emissions end in ``out`` (``ends[j]`` for item
+    ``start + j``). It is given only when ``dyn`` is not empty: routes are resolved in the
+    kernel, and an item whose route fails there must leave none of its ``out`` behind (a
+    failed item leaves nothing downstream, as on a thread). An outcome without ``dyn``
+    (the fast path) carries none.
     """
 
     start: int = 0
@@ -67,6 +73,7 @@ class Outcome(NamedTuple):
     #: seconds the task cost besides the function (moving the items and results), so the
     #: automatic chunk size accounts for big items
     cost: float = 0.0
+    ends: Sequence[int] = ()
 
 
 class WorkerDied(Exception):

@@ -140,19 +140,31 @@ def item_ends(oc: Outcome, layout: Any) -> list[int]:
     return ends
 
 
+def with_ends(oc: Outcome, layout: Any) -> Outcome:
+    """``oc`` with its per-item ``ends`` when it carries routes (``dyn``), so the kernel can
+    drop the ``out`` of an item whose route fails; unchanged otherwise (no cost on the fast
+    path)."""
+    if not oc.dyn or oc.ends:
+        return oc
+    return oc._replace(ends=item_ends(oc, layout))
+
+
 def dump_outcome(oc: Outcome, layout: Any, oob: bool = False) -> Payload:
-    """Pickle an outcome; an item whose results cannot be pickled becomes an item error."""
+    """Pickle an outcome (with its ``ends`` when it carries routes: :func:`with_ends`); an
+    item whose results cannot be pickled becomes an item error."""
+    oc = with_ends(oc, layout)
     try:
         return pack(oc, oob)
     except Exception:  # noqa: BLE001 - find the items at fault
         pass
-    ends = item_ends(oc, layout)
+    ends = oc.ends or item_ends(oc, layout)
     failed_idx = {e.index for e in oc.errors}
     out: list[Any] = []
     dyn_by: dict[int, list[tuple[int, str, Any]]] = {}
     for d in oc.dyn:
         dyn_by.setdefault(d[0], []).append(d)
     dyn: list[tuple[int, str, Any]] = []
+    kept_ends: list[int] = []
     errors = list(oc.errors)
     done, failed = oc.done, oc.failed
     lo = 0
@@ -176,10 +188,12 @@ def dump_outcome(oc: Outcome, layout: Any, oob: bool = False) -> Payload:
                     None,
                     1,
                 ))
-            continue
-        out.extend(values)
-        dyn.extend(routed)
-    return pack(oc._replace(out=out, dyn=dyn, errors=errors, done=done, failed=failed), oob)
+        else:
+            out.extend(values)
+            dyn.extend(routed)
+        kept_ends.append(len(out))
+    return pack(oc._replace(out=out, dyn=dyn, errors=errors, done=done, failed=failed,
+                            ends=kept_ends if dyn else ()), oob)
 
 
 # -- the framing ---------------------------------------------------------------------------------
