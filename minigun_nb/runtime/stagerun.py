@@ -330,17 +330,16 @@ class StageRun:
         record_error = run.record_error
         lat: list[float] = []
         failed = filtered = retried = processed = 0
-        first_attempt = em.attempts  # every attempt marks the Emitter (Emitter.mark)
-        mark, collect, take_back = em.mark, em.collect, em.take_back
+        retries_marked = em.attempts  # run_item marks the Emitter once per retry it runs
+        item_start, collect = em.item_start, em.collect
         t_prev = perf()
         for i, item in enumerate(chunk):
             if run.cancelled:
                 break
+            # run_item's first attempt, inlined (most items succeed at once: this saves four
+            # calls an item); a failure goes on in run_item, which decides and retries
+            count, out_mark, flushes = em.count, item_start(), em.flushes
             try:
-                # run_item's first attempt, inlined (most items succeed at once: this saves
-                # three calls an item); a failure goes on in run_item, which retries it
-                count = em.count
-                mark()
                 try:
                     if invoke is None:
                         collect(i, call(item))
@@ -349,15 +348,14 @@ class StageRun:
                 except Control:
                     raise
                 except BaseException as first:  # noqa: BLE001 - an item error
-                    take_back()
+                    em.discard_item_emissions(out_mark, flushes)
                     attempts, exc, emitted = run_item(call, item, i, em, policy, invoke,
                                                       backoff, first)
                 else:
-                    attempts, exc, emitted = 1, None, em.count != count  # Emitter.since
+                    attempts, exc, emitted = 1, None, em.count != count
             except ItemCancelled:  # the run was cancelled while the item emitted or waited
-                em.take_back()
-                # the attempts the cancelled item made: all marked, less the finished items'
-                retried += max(0, em.attempts - first_attempt - processed - retried - 1)
+                em.discard_item_emissions(out_mark, flushes)
+                retried = em.attempts - retries_marked  # the retries that ran, this item's too
                 break
             processed += 1
             if exc is None:
