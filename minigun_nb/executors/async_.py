@@ -147,8 +147,10 @@ class AsyncExecutor:
         lat: list[float] = []
         done = failed = filtered = retried = 0
         busy = 0.0
+        ends: list[int] = []  # where each item's ``out`` ends, sent when routes are
         for i_out, i_dyn, error, tries, seconds in results:
             out.extend(i_out)
+            ends.append(len(out))
             if error is None:
                 dyn.extend(i_dyn)
                 done += 1
@@ -174,6 +176,7 @@ class AsyncExecutor:
             lat if self.job.track else [],
             errors,
             self.worker,
+            ends=ends if dyn else (),
         )
 
     async def _item(

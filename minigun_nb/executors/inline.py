@@ -15,6 +15,7 @@ from typing import Any
 
 from ..stagefn.outcome import ErrorInfo, Job, Outcome, TaskCancelled
 from ..stagefn.runner import PreparedJob
+from ..stagefn.wire import with_ends
 from .base import ExecutorSpec
 
 
@@ -49,7 +50,7 @@ class InlineExecutor:
             if err is not None:
                 report(Outcome(0, len(items), worker=prep.worker, setup_error=err))
             else:
-                prep.run(items, sink=lambda oc, _layout: report(oc))
+                prep.run(items, sink=lambda oc, layout: report(with_ends(oc, layout)))
         except BaseException as exc:  # noqa: BLE001 - handed to the driver
             fut.set_exception(exc)
         else:

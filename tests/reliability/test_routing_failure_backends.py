@@ -19,8 +19,7 @@ from ._helpers import assert_conserved
 
 pytestmark = pytest.mark.timeout(120)
 
-#: async is not here: its executor builds outcomes without ``ends`` (see the H7 report)
-BACKENDS = ["thread", "inline", "process", "fork"]
+BACKENDS = ["thread", "inline", "process", "fork", "async"]
 STATS = ["items_in", "items_out", "done", "filtered", "failed", "cancelled", "retried"]
 
 
@@ -44,6 +43,28 @@ def yields_then_unknown(x):
     yield -x
 
 
+async def output_then_unknown_async(x, output):
+    output.emit(x)
+    if x % 2:
+        output.to("nowhere").emit(x)
+    if x % 10 == 4:
+        raise ValueError(f"boom {x}")
+
+
+async def yields_then_unknown_async(x):
+    if x % 7 == 6:
+        return
+    yield x
+    if x % 10 == 4:
+        raise ValueError(f"boom {x}")
+    yield mg.to("nowhere" if x % 2 else "sink", x)
+    yield -x
+
+
+#: the async backend runs the same steps written as coroutines
+ASYNC = {output_then_unknown: output_then_unknown_async,
+         yields_then_unknown: yields_then_unknown_async}
+
 SCENARIOS = {
     "output.to": (output_then_unknown, {}),
     "mg.to in a generator": (yields_then_unknown, {}),
@@ -55,6 +76,8 @@ SCENARIOS = {
 def observed(backend, scenario, client=None, n=20):
     fn, opts = SCENARIOS[scenario]
     kw = {} if backend == "thread" else {"backend": backend}
+    if backend == "async":
+        fn = ASYNC[fn]
     pipe = mg.Pipeline("p", dask_client=client) if client is not None else mg.Pipeline("p")
     pipe.add(mg.processor(fn, name="f", workers=2, chunk_size=4, **kw, **opts))
     pipe.add(mg.processor(lambda v: ("s", v), name="sink", from_="f"))
