@@ -36,6 +36,7 @@ from functools import partial
 from typing import Any
 
 from ..stagefn.outcome import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
+from ..stagefn.sampling import running_mean
 from ..stagefn.wire import dump_items, payload_size, unpack
 from . import process_link
 from .base import ExecutorSpec
@@ -384,8 +385,7 @@ class ProcessExecutor:
         moved = time.perf_counter() - t
         size = payload_size(blob)
         if items:
-            per = size / len(items)
-            self.item_bytes = per if not self.item_bytes else 0.7 * self.item_bytes + 0.3 * per
+            self.item_bytes = running_mean(self.item_bytes, size / len(items))
         self._ensure_workers()
         self._place(_Task(fut, blob, report, moved, size), direct=True)
         return fut

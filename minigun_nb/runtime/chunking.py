@@ -29,6 +29,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..stagefn.sampling import running_mean
+
 #: aim for about this much work per taken chunk: big enough to amortise the hop, small
 #: enough that a slow stage shares its queue fairly between workers
 TARGET_CHUNK_SECONDS = 0.002
@@ -41,8 +43,7 @@ def learn(per_item: float, n: int, seconds: float) -> float:
     ``seconds``: the first chunk sets it, later ones move it by 30%."""
     if not n:
         return per_item
-    per = seconds / n
-    return per if per_item <= 0 else 0.7 * per_item + 0.3 * per
+    return running_mean(per_item, seconds / n)
 
 
 def fair_share(limit: int, queued: int, workers: int) -> int:

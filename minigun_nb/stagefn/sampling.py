@@ -41,3 +41,13 @@ def time_this_chunk(chunks: int, timed_items: int, per_item: float) -> bool:
     (True, False, True)
     """
     return timed_items < MIN_LATENCY_SAMPLES or chunks % sample_every(per_item) == 0
+
+
+def running_mean(old: float, new: float) -> float:
+    """A running estimate (seconds per item, bytes per item): the first value sets it, later
+    ones move it by 30%, so one odd chunk does not swing it.
+
+    >>> running_mean(0.0, 2.0), running_mean(2.0, 1.0)
+    (2.0, 1.7)
+    """
+    return new if old <= 0 else 0.7 * old + 0.3 * new
