@@ -15,6 +15,8 @@ from ..errors import DefinitionError
 BACKENDS = ("thread", "process", "fork", "async", "inline", "dask")
 ROUTE_POLICIES = ("broadcast", "round_robin", "least_loaded")
 PROCESS_BACKENDS = ("process", "fork")  # counted by max_processes
+#: backends whose stage runs on the run's own worker threads ("inline": one, in order)
+THREAD_BACKENDS = ("thread", "inline")
 
 #: Options of a worker stage with their defaults (None = "not set / automatic").
 STAGE_DEFAULTS: dict[str, Any] = {

@@ -28,6 +28,7 @@ from .options import (
     OPERATOR_OPTIONS,
     ROUTING_OPTIONS,
     STAGE_DEFAULTS,
+    THREAD_BACKENDS,
     check_option,
     names_tuple,
     unknown_option,
@@ -143,7 +144,7 @@ class Stage:
                     self.params[key] = options.pop(key)
             _check_operator_params(where, kind, self.params)
         if kind == "accumulator" and (
-            options.get("workers", 1) != 1 or options.get("backend", "thread") not in ("thread", "inline")
+            options.get("workers", 1) != 1 or options.get("backend", "thread") not in THREAD_BACKENDS
         ):
             raise DefinitionError(
                 f"{where}: an accumulator runs in the kernel on one thread (its batching needs "

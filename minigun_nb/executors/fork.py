@@ -5,7 +5,7 @@ runs ``after_fork`` hooks and ``setup``, processes its chunk and streams outcome
 pipe as it produces them: length-prefixed pickles, read concurrently by a thread in the kernel,
 so outputs of any size neither block nor deadlock. An item's exception costs only that item. The
 kernel reaps every child (``waitpid``); a child that dies costs the items it had not reported,
-which the driver re-runs (:mod:`minigun_nb.runtime.remote`).
+which the driver re-runs (:mod:`minigun_nb.runtime.crash`).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def driver_count(st: StageRun) -> int:
     driver. Prepares the run on the first pooled stage."""
     try:
         prepare_run(st.run)
-        st.remote = PooledStage(st)
+        st.pooled = PooledStage(st)
     except BaseException:
         st.run.cancel()  # stages already started wind down; nothing is left running
         raise
@@ -53,7 +53,7 @@ def driver_count(st: StageRun) -> int:
 
 def pooled_loop(st: StageRun, index: int) -> None:
     """Thread ``index`` of a pooled stage: 0 drives, 1 takes."""
-    ps: PooledStage = st.remote
+    ps: PooledStage = st.pooled
     if index == 0:
         ps.drive()
     else:

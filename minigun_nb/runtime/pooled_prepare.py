@@ -40,9 +40,9 @@ def prepare_run(run: Run) -> None:
     ``before_fork`` hooks run in the kernel when the run has a process or fork stage.
     """
     with _state_lock:
-        if run.remote_prepared:
+        if run.pooled_prepared:
             return
-        run.remote_prepared = True
+        run.pooled_prepared = True
     specs = pooled_specs(run)
     dask_stages = [s.path for s in specs if s.options["backend"] == "dask"]
     if dask_stages:

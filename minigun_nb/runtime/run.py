@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..core.graph import Graph
+from ..core.options import THREAD_BACKENDS
 from ..core.stage import UNPOOLED_KINDS
 from ..errors import CapacityWarning, StageError
 from ..observe.events import (
@@ -151,7 +152,7 @@ class Run:
         self.finished = 0.0
         self._resolve_cache: dict[tuple[str, str], tuple[str, ...]] = {}
         self.result: RunResult | None = None
-        self.remote_prepared = False  # before_fork hooks and extras checked (remote.py)
+        self.pooled_prepared = False  # before_fork hooks and extras checked (pooled_prepare.py)
         workers = self._capacity()
         self.stages = {p: StageRun(self, spec, workers[p]) for p, spec in graph.stages.items()}
         for p, st in self.stages.items():
@@ -357,7 +358,7 @@ class Run:
         for st in self.stages.values():
             st.start()
         if any(st.kind not in UNPOOLED_KINDS and st.spec.options["backend"] in
-               ("thread", "inline") for st in self.stages.values()):
+               THREAD_BACKENDS for st in self.stages.values()):
             threading.Thread(target=stream_ticker, args=(self,), daemon=True,
                              name=f"mg-{self.graph.name}-ticker").start()
         if self.graph.entries:

@@ -2,7 +2,7 @@
 
 A worker stage's loop takes a chunk, calls the function per item, routes, and accounts per
 chunk. The other loops live beside it: producers in :mod:`producer`, operators and
-accumulators in :mod:`operators`, process/fork/async/dask stages in :mod:`remote`.
+accumulators in :mod:`operators`, process/fork/async/dask stages in :mod:`dispatch`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..core.graph import StageSpec
+from ..core.options import THREAD_BACKENDS
 from ..core.stage import KERNEL_KINDS
 from ..observe.events import ChunkProcessed, ItemsTaken, StageStarted
 from ..stagefn.calling import (
@@ -112,7 +113,7 @@ class StageRun:
         self.threads: list[threading.Thread] = []
         #: the emitters of this stage's worker threads (nudged by :func:`nudge_emitters`)
         self.emitters: list[Emitter] = []
-        self.remote: Any = None  # the kernel side of a process/fork/async/dask stage
+        self.pooled: Any = None  # the kernel side of a process/fork/async/dask stage
         # ordered=True: chunks are numbered when taken and their outputs released in that
         # order; a worker whose turn has not come waits, so at most one chunk of outputs per
         # worker is held back (the bounded reorder window)
@@ -147,16 +148,15 @@ class StageRun:
             from .operators import operator_loop
 
             loop = partial(operator_loop, self)
-        elif backend in ("thread", "inline"):
+        elif backend in THREAD_BACKENDS:
             loop = self._worker_loop
             count = self.workers
         else:
             # process, fork, async, dask: driver threads in the kernel ship chunks to the
-            # executor and route what comes back (runtime/remote.py)
-            from .dispatch import driver_count
-            from .dispatch import pooled_loop as remote_loop
+            # executor and route what comes back (runtime/dispatch.py)
+            from .dispatch import driver_count, pooled_loop
 
-            loop = partial(remote_loop, self)
+            loop = partial(pooled_loop, self)
             count = driver_count(self)
         self.alive = count
         for i in range(count):

@@ -76,7 +76,7 @@ class ItemTimer:
             if _watchdog is None:
                 _watchdog = Watchdog()
         else:
-            self.caller = TimeoutCaller("mg-remote")
+            self.caller = TimeoutCaller("mg-worker-timeout")
 
     def run(self, fn: Callable[[], None]) -> None:
         if self.caller is not None:
