@@ -16,7 +16,7 @@ from .snapshot import StageSnapshot
 __all__ = ["BOTTLENECK_BUSY", "BOTTLENECK_FILL", "bottleneck_hint", "find_bottleneck"]
 
 #: backends whose items travel to worker processes (transport can cost more than the work)
-REMOTE_BACKENDS = ("process", "fork", "dask")
+WORKER_PROCESS_BACKENDS = ("process", "fork", "dask")
 #: A stage is reported as the bottleneck only from this busy fraction on ...
 BOTTLENECK_BUSY = 0.5
 #: ... or when its input queue was at least this full on average.
@@ -39,7 +39,7 @@ def bottleneck_hint(stage: StageSnapshot) -> str:
         # more workers would only fail faster
         return (f"`{stage.path}` fails every item ({stage.failed} failed): fix it first "
                 f"(see result.errors)")
-    if stage.busy < BOTTLENECK_BUSY and stage.backend in REMOTE_BACKENDS:
+    if stage.busy < BOTTLENECK_BUSY and stage.backend in WORKER_PROCESS_BACKENDS:
         # its queue is full but its workers wait: moving items costs more than the work
         return (
             f"`{stage.path}` is the bottleneck: its input queue is full while its {workers} "
