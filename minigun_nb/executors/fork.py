@@ -61,7 +61,11 @@ class ForkExecutor:
 
     depth = 1
     isolates_crashes = True
-    target_seconds = 0.05  # a fork costs a few ms: give each child real work
+    # a fork, and a fresh child's first writes to the pages it shares with the kernel (copy-on-
+    # write faults, refcounts included), cost several ms: give each child real work. With long
+    # items the driver caps a chunk at a worker's share of the queue (dispatch.limit), so the
+    # chunks shrink as the queue empties and the children finish together
+    target_seconds = 1.0
     moves_bytes = False  # the items are not pickled; the results are, but stream back
     item_bytes = 0.0
 

@@ -1,12 +1,10 @@
-"""A producer's loop: the user's generator runs on the producer thread, a courier delivers.
+"""A producer's loop: the user's generator runs on the producer thread, which ships what it pulls.
 
-The generator (and ``output.emit`` calls) only append to a list; a courier thread takes
-whatever has accumulated and delivers it as one chunk. So a fast generator moves in big chunks
-(the courier gets the GIL at switch intervals) and a slow one hands over every item as soon as
-it is yielded: nothing waits for a chunk to fill, and nothing already yielded is held while the
-generator blocks. The list is bounded (two chunks): a full one pauses the generator, which is
-how backpressure reaches a producer. The user's code stays on the producer thread, so resources
-from ``setup=`` are used on the thread that made them.
+The generator is pulled in batches that run in C and each batch is shipped downstream from
+the same thread (see :class:`Handoff`): a fast generator moves in full chunks with no thread
+hop, a slow one hands over every item as it is yielded, and an item yielded just before the
+generator blocks is shipped by a watcher thread. The user's code stays on the producer thread,
+so resources from ``setup=`` are used on the thread that made them.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
@@ -30,6 +28,13 @@ if TYPE_CHECKING:
 
 _NOT_ITERATED = (str, bytes, bytearray, dict)
 
+#: a batch of pulls should take about this long: a fast generator then moves in full chunks
+#: (the batch doubles while it takes less than half of this), a slow one item by item
+BATCH_SECONDS = 0.002
+#: the watcher's tick: an item that waited a whole tick with nothing shipped leaves then, so
+#: what a generator yields reaches the next stage within two ticks (SPEC §14: about 100 ms)
+WATCH_SECONDS = 0.04
+
 
 class ProducerStopped(BaseException):
     """Raised by ``output.emit``/``output.to`` in a producer once the run stops: it ends a
@@ -39,91 +44,166 @@ class ProducerStopped(BaseException):
 
 
 class Handoff:
-    """A bounded hand-off from a thread that pulls items (a producer's generator, an
-    ``items=`` iterable) to a thread that delivers them.
+    """A bounded hand-off from the thread that pulls items (a producer's generator, an
+    ``items=`` iterable) to the stages downstream.
 
-    The puller only appends to a list; the delivering thread takes whatever has accumulated
-    (up to ``limit``) and hands it to ``deliver`` as one chunk. A fast puller therefore moves
-    in big chunks and a slow one hands over every item at once. At ``room`` items the puller
-    waits: that is how backpressure reaches it.
+    The puller pulls in batches that run in C (``list.extend(map(next, tickets))``: no Python
+    work per item) and, at the end of each batch, ships the batch itself: no thread hop for a
+    fast generator, and while a ship waits for room downstream nothing more is pulled (that is
+    how backpressure reaches it). A batch is sized to take about :data:`BATCH_SECONDS` (one
+    item at first, doubling while pulls are fast, up to ``limit``), so a slow generator's items
+    leave one by one. An item that waits anyway, because the generator blocks in the middle of
+    a batch, is shipped by a watcher thread within two :data:`WATCH_SECONDS` (SPEC §14). A stop
+    clears the batch's tickets: the pull ends before the next item, as between two yields.
+
+    The list holds at most one chunk (``limit`` items), shipped or not, so a source holds at
+    most one chunk beyond its downstream queue (SPEC §14). Only the puller deletes from it; the
+    watcher ships the unsent tail and moves ``sent``, so the puller can count what a batch
+    pulled.
     """
 
     def __init__(self, name: str, limit: int, deliver: Callable[[list[Any]], None],
-                 run: Run, room: int | None = None) -> None:
+                 run: Run, receivers: Sequence[StageRun] = ()) -> None:
         self.limit = max(1, limit)
-        # the puller pauses at ``room`` items and, while the courier delivers a batch, until
-        # the list and that batch together hold less than a chunk: a source holds about one
-        # chunk beyond its downstream queue (SPEC §14; with two chunks of room and one in
-        # the courier's blocked put it held three). Half a chunk of room would bound it
-        # tighter but costs ~30% of a no-op pipeline's throughput (the puller waits twice
-        # as often)
-        self.room = room if room is not None else self.limit
-        self.in_hand = 0  # items the courier took and is delivering
+        #: the stages the batches go to (they say how big a batch is worth pulling)
+        self.receivers = tuple(receivers)
         self.deliver = deliver
         #: delivers a batch known to hold plain ints (a range's): nothing to look for in it
         self.deliver_ints = deliver
         self.run = run
-        #: a list, not a deque: the taker copies a prefix and deletes it (two memmoves), which
-        #: is safe against the puller's appends, and 30x cheaper than popping item by item
+        #: pulled or emitted items; ``queue[:sent]`` already left (shipped by the watcher)
         self.queue: list[Any] = []
-        self.cond = threading.Condition()
-        self.courier_waiting = False
-        #: non-empty when the puller must look up from its loop: the courier waits for a
-        #: wake-up, or the run is stopping (see :meth:`attend`). One truth test per item.
+        self.sent = 0
+        self.puts = 0  # output.emit calls so far (a generator may emit too, while it yields)
+        self.pulling = False  # a batch is running: put() must not delete from the list
+        self.lock = threading.Lock()  # one shipper at a time: order, and the sink's buffers
+        self.ships = 0  # the watcher ships only what waited through one of its ticks
+        #: non-empty once the run stops: the puller looks at it between batches and items
         self.signal: list[bool] = []
-        self.producer_waiting = False
+        self.tickets: list[Any] = []  # the running batch's pulls left; halt() clears them
         self.closed = False
-        # busy time of the puller = wall time not spent waiting for room (or finished)
+        self.finished = threading.Event()
+        # busy time of the puller = wall time not spent shipping (waiting for room) or done
         self.t_report = time.perf_counter()
+        self.t_ship = self.t_report
         #: (seconds waited in total, start of the current wait or None): one tuple, replaced
-        #: whole, so the courier never reads half an update
+        #: whole, so a shipper on another thread never reads half an update
         self.wait_state: tuple[float, float | None] = (0.0, None)
         self.waited_reported = 0.0
-        self.thread = threading.Thread(target=self._run, daemon=True, name=name)
-        run.handoffs.append(self)  # run.stop() sets every signal
+        self.thread = threading.Thread(target=self._watch, daemon=True, name=name)
+        run.handoffs.append(self)  # run.stop() halts every hand-off
         if run.stopping:  # a stop that came before the registration
-            self.signal.append(True)
+            self.halt()
         self.thread.start()
 
+    def halt(self) -> None:
+        """The run stops: the puller stops before its next item (any thread may call it)."""
+        self.signal.append(True)
+        self.tickets.clear()
+
     # -- puller side -------------------------------------------------------------------------
+    def pull(self, source: Any) -> bool:
+        """Pull ``source`` until it ends or the run stops; True when it ended."""
+        q, signal, limit, perf = self.queue, self.signal, self.limit, time.perf_counter
+        it = iter(source)
+        k = 1
+        self.pulling = True
+        try:
+            while not signal:
+                n = min(k, self.wanted())
+                tickets = self.tickets = [it] * n
+                if signal:  # a halt between the test and the new tickets
+                    return False
+                left = iter(tickets)
+                before, puts, t0 = len(q), self.puts, perf()
+                q.extend(map(next, left))  # ends at StopIteration, or when the tickets do
+                elapsed = perf() - t0
+                pulled = len(q) - before - (self.puts - puts)
+                if q:
+                    self.ship()
+                if pulled < n - left.__length_hint__():
+                    return not signal  # a ticket was spent on the end of the source
+                if elapsed < BATCH_SECONDS / 2:
+                    k = min(limit, 2 * k)
+                elif elapsed > 2 * BATCH_SECONDS and k > 1:
+                    k //= 2
+            return False
+        finally:
+            self.pulling = False
+
+    def wanted(self) -> int:
+        """The biggest batch worth pulling now: ``limit``, or less when a receiver's workers
+        take fewer items at a time (a slow consumer). A bigger batch would only wait, in the
+        receiver's queue and in this list while a ship waits for room: memory, not speed."""
+        n = self.limit
+        for t in self.receivers:
+            n = min(n, t.chunk_wanted())
+        return n
+
     def put(self, value: Any) -> None:
         """``output.emit``/``output.to`` in a producer; raises :class:`ProducerStopped` once
         the run stops (the item is still delivered)."""
         q = self.queue
         q.append(value)
-        if self.signal and self.attend():
-            self.signal.append(True)  # the generator loop, if any, must see the stop too
+        self.puts += 1
+        if self.signal:
+            if not self.pulling:
+                self.ship()
             raise ProducerStopped
-        if len(q) >= self.room and self.wait_for_room():
-            self.signal.append(True)
-            raise ProducerStopped
-
-    def attend(self) -> bool:
-        """The puller saw the signal: wake a waiting courier; True when it must stop."""
-        with self.cond:
-            self.signal.clear()
-            if self.courier_waiting:
-                self.courier_waiting = False
-                self.cond.notify()
-        return self.run.stopping
+        if len(q) - self.sent >= self.limit or time.perf_counter() - self.t_ship > BATCH_SECONDS:
+            if self.pulling:
+                self._ship_tail(True)  # the batch is counting the list: ship, do not delete
+            else:
+                self.ship()
 
     def put_all(self, seq: Any) -> None:
-        """Deliver a list, tuple or range in slices, from this thread (no Python work per
-        item, no hop through the courier: nothing here can keep an item waiting)."""
-        q, step, run = self.queue, self.limit, self.run
-        self._waiting(True)  # waiting for the courier and for room downstream is not busy
+        """Deliver a list, tuple or range in slices (no Python work per item)."""
+        step, run = self.limit, self.run
+        deliver = self.deliver_ints if isinstance(seq, range) else self.deliver
+        self.ship()  # what was emitted before goes first
+        self._waiting(True)
         try:
-            with self.cond:  # what was put before goes first: wait until the courier idles
-                while (q or not self.courier_waiting) and self.thread.is_alive():
-                    self.cond.wait(0.05)
-            # the courier now waits on an empty list that only this thread fills: it stays idle
-            deliver = self.deliver_ints if isinstance(seq, range) else self.deliver
             for i in range(0, len(seq), step):
                 if run.stopping:
                     break
-                deliver(list(seq[i:i + step]))
+                with self.lock:
+                    self.ships += 1
+                    deliver(list(seq[i:i + step]))
         finally:
             self._waiting(False)
+
+    def ship(self) -> None:
+        """Deliver what is in the list (the puller's thread, between batches)."""
+        q = self.queue
+        self._waiting(True)  # waiting for room downstream is not busy
+        try:
+            with self.lock:
+                n = len(q)
+                batch = q[self.sent:n]
+                del q[:n]  # a concurrent output.emit only appends: nothing it adds is lost
+                self.sent = 0
+                self.ships += 1
+                self.t_ship = time.perf_counter()
+                if batch:
+                    self.deliver(batch)
+        finally:
+            self._waiting(False)
+
+    def _ship_tail(self, block: bool) -> None:
+        """Deliver what is in the list and not yet sent, leaving the list as it is."""
+        if not self.lock.acquire(block):
+            return  # a ship is under way: it takes these too
+        try:
+            q = self.queue
+            n = len(q)
+            if n > self.sent:
+                batch = q[self.sent:n]
+                self.sent = n
+                self.ships += 1
+                self.t_ship = time.perf_counter()
+                self.deliver(batch)
+        finally:
+            self.lock.release()
 
     def _waiting(self, start: bool) -> None:
         waited, started = self.wait_state
@@ -132,26 +212,12 @@ class Handoff:
         elif started is not None:
             self.wait_state = (waited + time.perf_counter() - started, None)
 
-    def wait_for_room(self) -> bool:
-        """Wait while the hand-off is full; True when the run is stopping (seen before the
-        puller pulls again: a pull may block)."""
-        q = self.queue
-        self._waiting(True)
-        with self.cond:
-            self.producer_waiting = True
-            while ((len(q) >= self.room or len(q) + self.in_hand >= self.limit)
-                   and self.thread.is_alive() and not self.run.cancelled):
-                self.cond.wait(0.1)
-            self.producer_waiting = False
-        self._waiting(False)
-        return self.run.stopping
-
     def producer_done(self) -> None:
         """The puller has finished: from now on its time is not busy time."""
         self.wait_state = (self.wait_state[0], time.perf_counter())
 
     def busy_since_report(self) -> float:
-        """Seconds the puller spent working since the last report (courier side)."""
+        """Seconds the puller spent working since the last report (shipper side)."""
         now = time.perf_counter()
         waited, started = self.wait_state
         if started is not None:
@@ -161,52 +227,32 @@ class Handoff:
         return busy
 
     def close(self) -> None:
-        """Deliver what is left, then stop the delivering thread."""
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
+        """Deliver what is left, then stop the watcher (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.ship()
+        self.finished.set()
         self.thread.join()
 
-    # -- courier side ------------------------------------------------------------------------
-    def _run(self) -> None:
-        q = self.queue
-        while True:
-            with self.cond:
-                if not q and not self.closed:
-                    # The flag and the signal are set before the courier looks at the queue
-                    # again, so either it sees the new item or the puller sees the signal
-                    # (the GIL orders the two). The puller clears both: one notify per wait.
-                    self.courier_waiting = True
-                    self.signal.append(True)
-                    self.cond.notify_all()  # put_all may wait for the courier to idle
-                    while not q and not self.closed:
-                        self.cond.wait()
-                    self.courier_waiting = False
-                if not q:
-                    return
-            n = min(len(q), self.limit)
-            batch = q[:n]
-            self.in_hand = n
-            del q[:n]  # the puller only appends at the end: nothing it adds is lost
-            if self.producer_waiting:
-                with self.cond:
-                    self.cond.notify_all()
-            self.deliver(batch)
-            self.in_hand = 0
-            if self.producer_waiting:
-                with self.cond:
-                    self.cond.notify_all()
+    # -- watcher side ------------------------------------------------------------------------
+    def _watch(self) -> None:
+        seen = -1
+        while not self.finished.wait(WATCH_SECONDS):
+            if self.ships == seen and len(self.queue) > self.sent:
+                self._ship_tail(False)  # waited a whole tick while the puller was busy
+            seen = self.ships
 
 
 class Courier(Handoff):
-    """Moves what a producer emits from its thread to the downstream channels."""
+    """Ships what a producer emits to the downstream channels (through its Emitter)."""
 
     def __init__(self, st: StageRun) -> None:
         self.st = st
         self.em = Emitter(st)
         run = st.run
         super().__init__(f"mg-{run.graph.name}-{st.path}-courier", self.em.max_put,
-                         self._emit, run)
+                         self._emit, run, st.targets)
         self.deliver_ints = partial(self._emit, ints=True)
 
     def _emit(self, batch: list[Any], ints: bool = False) -> None:
@@ -260,17 +306,9 @@ def producer_loop(st: StageRun, index: int) -> None:
                 result, "__iter__"
             ):
                 result = [result]  # one item, not its characters or keys
-            q, full, signal, attend = courier.queue, courier.room, courier.signal, courier.attend
             if isinstance(result, (list, tuple, range)):  # all there already: slices
                 courier.put_all(result)
-                result = ()
-            for value in result:  # the hot loop: an append and two cheap checks per item
-                q.append(value)
-                if signal and attend():  # the courier waits for this item, or a stop
-                    break
-                if len(q) >= full and courier.wait_for_room():
-                    break
-            if isinstance(result, GeneratorType):
+            elif not courier.pull(result) and isinstance(result, GeneratorType):
                 result.close()  # a draining stop: run the generator's finally blocks
         courier.producer_done()
         if not run.stopping:

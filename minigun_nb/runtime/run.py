@@ -386,21 +386,13 @@ class Run:
                     for e in entries:
                         self.deliver(src, e, piece)  # type: ignore[arg-type]
                 return
-            # the iterable is pulled on this thread, a courier delivers what accumulated
+            # the iterable is pulled and shipped on this thread (producer.Handoff)
             hand = Handoff(f"mg-{self.graph.name}-items-courier", limit,
                            lambda batch: [self.deliver(src, e, batch) for e in entries],  # type: ignore[arg-type]
-                           self)
+                           self, entries)
             try:
-                q, room, signal, attend = hand.queue, hand.room, hand.signal, hand.attend
-                it = iter(_iter_items(items))
-                # a stop is seen at the item after it (the signal): what was pulled is
-                # delivered, and at most an item or two are pulled after the stop
-                for item in () if self.stopping else it:
-                    q.append(item)
-                    if signal and attend():  # the courier waits for this item, or a stop
-                        break
-                    if len(q) >= room and hand.wait_for_room():
-                        break
+                if not self.stopping:
+                    hand.pull(_iter_items(items))
             finally:
                 hand.close()  # what was pulled is delivered, also after a failing iterable
         except Exception as exc:  # noqa: BLE001 - a failing iterable is like a failing producer
@@ -446,7 +438,7 @@ class Run:
         """Draining stop: producers and the item feeder stop, everything in flight finishes."""
         self.stopping = True
         for hand in self.handoffs:
-            hand.signal.append(True)  # their pullers look up at the next item
+            hand.halt()  # their pullers stop before the next item
         if not drain:
             self.cancel()
 

@@ -133,6 +133,18 @@ class StageRun:
             limit = fair_share(limit, len(self.channel), self.workers)
         return max(1, min(limit, self.max_take))
 
+    def chunk_wanted(self) -> int:
+        """How many items this stage's workers take at a time, together: a sender gains
+        nothing by pulling more for it in one piece. One while the first item runs (a
+        worker takes one item to learn what an item costs); ``max_take`` for stages whose
+        chunks are not taken by thread workers."""
+        if self.kind in KERNEL_KINDS or self.spec.options["backend"] not in THREAD_BACKENDS:
+            return self.max_take
+        if self.per_item <= 0:
+            return 1
+        return max(1, min(self.max_take, int(TARGET_CHUNK_SECONDS / self.per_item) or 1)
+                   * self.workers)
+
     # -- threads ---------------------------------------------------------------------------
     def start(self) -> None:
         self.status = "running"

@@ -111,9 +111,9 @@ def test_backpressure_bound_holds_through_chained_stages():
     for path, workers in (("middle", 2), ("slow", 1)):
         bound = qs + chunk + workers * chunk
         assert peaks[path] <= bound, (path, peaks[path], bound)
-    # the producer's hand-off (a list of up to two chunks, plus the chunk its courier is
-    # delivering) + two stages (queue + chunk + workers' chunks each)
-    producer = 2 * chunk + chunk
+    # the producer's batch (at most a chunk, pulled or waiting for room) + two stages
+    # (queue + chunk + workers' chunks each)
+    producer = chunk
     assert counts["max_gap"] <= producer + (qs + chunk + 2 * chunk) + (qs + chunk + chunk)
     assert counts["max_gap"] < 150  # nowhere near the 1500 items of the run
 

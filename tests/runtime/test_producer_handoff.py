@@ -1,0 +1,111 @@
+"""The producer's hand-off (runtime/producer.Handoff): a generator is pulled in batches that
+run in C and shipped from its own thread; a watcher ships what waits while the generator
+blocks; a batch is never bigger than the receiver takes at a time (issue 12)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import minigun_nb as mg
+
+from ._helpers import assert_conserved
+
+pytestmark = pytest.mark.timeout(60)
+
+BURST = 3000  # fast enough that the batches grow to full chunks before the pause
+
+
+@pytest.mark.parametrize("source", ["yield", "emit", "items"])
+def test_a_burst_then_a_blocked_generator_ships_the_burst_while_it_blocks(source):
+    """The generator yields a burst (its batches grow to whole chunks), then blocks until the
+    consumer has seen every item of the burst: the items pulled in the batch that the
+    pause interrupts must leave without waiting for the generator."""
+    got = []
+    all_seen = threading.Event()
+    waited = []
+
+    def burst():
+        yield from range(BURST)
+        waited.append(all_seen.wait(20))  # False: the burst stayed behind the pause
+        yield BURST
+
+    def emitter(output):
+        for i in range(BURST):
+            output.emit(i)
+        waited.append(all_seen.wait(20))
+        output.emit(BURST)
+
+    def sink(x):
+        got.append(x)
+        if len(got) == BURST:
+            all_seen.set()
+
+    if source == "items":
+        pipe = mg.Pipeline([mg.consumer(sink)])
+        result = pipe.run(items=burst(), display="none")
+    else:
+        pipe = mg.Pipeline([mg.producer(burst if source == "yield" else emitter,
+                                        name="source"), mg.consumer(sink)])
+        result = pipe.run(display="none")
+    assert waited == [True], "the burst did not reach the consumer while the source blocked"
+    assert got == list(range(BURST + 1))
+    assert_conserved(result)
+
+
+def test_a_fast_generator_before_a_slow_consumer_holds_less_than_a_chunk_of_its_own():
+    """SPEC §12 bounds the queue at queue_size plus one chunk; the producer adds only the
+    small batches the slow consumer takes at a time, not a chunk of queue_size of its own
+    (W6 of bench/bench_workloads.py measures the memory of the same shape)."""
+    qs = 100
+    lock = threading.Lock()
+    counts = {"produced": 0, "consumed": 0, "max_gap": 0}
+
+    def flood():
+        for i in range(3000):
+            with lock:
+                counts["produced"] += 1
+                counts["max_gap"] = max(counts["max_gap"],
+                                        counts["produced"] - counts["consumed"])
+            yield i
+
+    def slow(x):
+        time.sleep(0.0005)
+        with lock:
+            counts["consumed"] += 1
+
+    result = mg.Pipeline([mg.producer(flood), mg.consumer(slow)], queue_size=qs).run(
+        display="none")
+    assert counts["consumed"] == 3000
+    assert_conserved(result)
+    # queue (qs) + the chunk a put may add + the consumer's chunk + the producer's batch: the
+    # last three are what a worker takes in ~2 ms (a few items here), each far below qs
+    assert counts["max_gap"] <= qs + qs // 2, counts
+
+
+def test_a_stop_ends_a_fast_generator_mid_batch():
+    """A stop clears the running batch's pulls: the generator ends before its next item and
+    its finally block runs, whatever the batch size had grown to."""
+    pulled = [0]
+    closed = threading.Event()
+
+    def endless():
+        try:
+            while True:
+                pulled[0] += 1
+                yield pulled[0]
+        finally:
+            closed.set()
+
+    handle = mg.Pipeline([mg.producer(endless), mg.consumer(lambda x: None, name="sink")]
+                         ).start(display="none")
+    while pulled[0] < 50_000:
+        time.sleep(0.01)
+    handle.stop()
+    result = handle.wait(timeout=30)
+    assert closed.is_set()
+    assert result.stopped
+    assert_conserved(result)
+    assert int(result.stats.loc["sink", "done"]) == pulled[0]  # a draining stop: all delivered
