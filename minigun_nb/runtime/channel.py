@@ -30,6 +30,9 @@ class Channel:
         self.closed = False
         self.cancelled = False
         self.waiting_getters = 0  # workers idle on this channel: a hungry consumer
+        #: called once (outside the lock) by the next put, close or cancel: a taker that
+        #: waits on something else too (:meth:`take_or_listen`)
+        self._listener: Any = None
 
     def __len__(self) -> int:
         return self._size
@@ -37,7 +40,7 @@ class Channel:
     @property
     def hungry(self) -> bool:
         """True when a worker is waiting for items (then a sender should not hold any back)."""
-        return self.waiting_getters > 0
+        return self.waiting_getters > 0 or self._listener is not None
 
     def put(self, chunk: list[Any], block: bool = True) -> str:
         """Add a chunk; blocks while the channel is full.
@@ -55,7 +58,10 @@ class Channel:
             self._chunks.append(chunk)
             self._size += len(chunk)
             self._not_empty.notify()
-            return OK
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener()
+        return OK
 
     def get(self, limit: int, timeout: float | None = None) -> list[Any] | None:
         """Up to ``limit`` items, waiting while empty. None when closed and empty.
@@ -73,24 +79,41 @@ class Channel:
                     self.waiting_getters -= 1
                 if not self._chunks:
                     return None
-            first = self._chunks[0]
-            if len(first) <= limit:
-                self._chunks.popleft()
-                out = first
-                # take more whole chunks while they fit: "take what is there"
-                while self._chunks and len(out) + len(self._chunks[0]) <= limit:
-                    if out is first:
-                        out = list(first)
-                    out.extend(self._chunks.popleft())
-            else:
-                out = first[:limit]
-                self._chunks[0] = first[limit:]
-            self._size -= len(out)
-            if self._size <= self.capacity:  # a putter can only proceed up to capacity
-                self._not_full.notify_all()
+            return self._take(limit)
+
+    def take_or_listen(self, limit: int, listener: Any) -> list[Any] | None:
+        """Up to ``limit`` items without waiting; None when closed and drained (or
+        cancelled). When there is nothing yet, an empty list, and ``listener()`` is called
+        once by the next put, close or cancel: a thread that waits on a queue of its own
+        learns that there is something to take without a thread that only takes."""
+        with self._lock:
             if self._chunks:
-                self._not_empty.notify()
-            return out
+                return self._take(limit)
+            if self.closed or self.cancelled:
+                return None
+            self._listener = listener
+            return []
+
+    def _take(self, limit: int) -> list[Any]:
+        """Take up to ``limit`` items (the lock is held and a chunk is there)."""
+        first = self._chunks[0]
+        if len(first) <= limit:
+            self._chunks.popleft()
+            out = first
+            # take more whole chunks while they fit: "take what is there"
+            while self._chunks and len(out) + len(self._chunks[0]) <= limit:
+                if out is first:
+                    out = list(first)
+                out.extend(self._chunks.popleft())
+        else:
+            out = first[:limit]
+            self._chunks[0] = first[limit:]
+        self._size -= len(out)
+        if self._size <= self.capacity:  # a putter can only proceed up to capacity
+            self._not_full.notify_all()
+        if self._chunks:
+            self._not_empty.notify()
+        return out
 
     def close(self) -> None:
         """No more puts will come: getters drain what is left, then get None."""
@@ -98,6 +121,9 @@ class Channel:
             self.closed = True
             self._not_empty.notify_all()
             self._not_full.notify_all()
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener()
 
     def cancel(self) -> list[Any]:
         """Drop the run: return everything queued; later puts are reported as cancelled."""
@@ -108,4 +134,7 @@ class Channel:
             self._size = 0
             self._not_empty.notify_all()
             self._not_full.notify_all()
-            return items
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener()
+        return items

@@ -1,9 +1,9 @@
 """Driving a pooled stage: one whose function an executor runs (process, fork, async, dask).
 
-Two threads per stage, both in the kernel. The *taker* takes chunks from the stage's channel
+One thread per stage in the kernel, the *driver*. It takes chunks from the stage's channel
 while a chunk slot is free (``workers * executor.depth`` chunks in flight at most, so the
-backpressure bound holds). The *driver* submits chunks to the executor and turns what comes
-back into exactly what a thread worker produces: the same routing (static, fan-out policies,
+backpressure bound holds; an empty channel calls it back on its next put), submits them to the
+executor and turns what comes back into exactly what a thread worker produces: the same routing (static, fan-out policies,
 dynamic ``mg.to``/``output.to`` resolved here), the same events (ItemsTaken, ChunkProcessed
 with per-item latencies), the same error rows (remote type name, message and traceback, the
 worker's pid and host, :mod:`.worker_errors`), the same ``ordered`` release and the same cancel
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import queue
-import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -40,24 +39,24 @@ MAX_TASK_BYTES = 4 << 20
 
 
 def driver_count(st: StageRun) -> int:
-    """Threads the stage needs in the kernel (called by ``StageRun.start``): a taker and a
-    driver. Prepares the run on the first pooled stage."""
+    """Threads the stage needs in the kernel (called by ``StageRun.start``): the driver.
+    Prepares the run on the first pooled stage."""
     try:
         prepare_run(st.run)
         st.pooled = PooledStage(st)
     except BaseException:
         st.run.cancel()  # stages already started wind down; nothing is left running
         raise
-    return 2
+    return 1
 
 
 def pooled_loop(st: StageRun, index: int) -> None:
-    """Thread ``index`` of a pooled stage: 0 drives, 1 takes."""
-    ps: PooledStage = st.pooled
-    if index == 0:
-        ps.drive()
-    else:
-        ps.take()
+    """The driver thread of a pooled stage."""
+    st.pooled.drive()
+
+
+#: the channel has items again (or ended): the driver takes at the top of its loop
+_WAKE = ("wake", None)
 
 
 def _put_part(events: queue.SimpleQueue[tuple[str, Any]], span: Span, outcome: Any) -> None:
@@ -93,7 +92,7 @@ class PooledStage:
             st.path, self.backend, st.workers, run.graph.name or "",
             opts["worker_idle_timeout"], run.log_extra(st.path), run.graph.options.get("dask_client")))
         self.max_tasks = max(1, st.workers * self.ex.depth)
-        self.slots = threading.Semaphore(self.max_tasks)
+        self.free = self.max_tasks  # chunk slots: a chunk holds one until it is closed
         self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         qs = opts["queue_size"]
         self.fixed = opts["chunk_size"] is not None
@@ -103,7 +102,6 @@ class PooledStage:
         self.track = bool(opts["track_latency"])
         self.stop_taking = False
         self.failed_setup = False
-        self.driver_done = False
         self.inflight: set[Span] = set()
         self.chunks_open = 0
         self.turns = Turns()  # ordered=True: outcomes released in chunk order
@@ -135,29 +133,28 @@ class PooledStage:
             n = fair_share(n, len(ch), self.st.workers)  # share long work fairly
         return max(1, min(n, self.cap))
 
-    def take(self) -> None:
+    def _take(self) -> bool:
+        """Take chunks while a slot is free and the channel has items; False once the input
+        has ended (closed and drained, or cancelled)."""
         st, run = self.st, self.run
         ch = st.channel
         assert ch is not None
-        try:
-            while True:
-                while not self.slots.acquire(timeout=0.1):
-                    if self.driver_done or run.cancelled or self.stop_taking:
-                        return
-                if self.stop_taking or self.driver_done:
-                    self.slots.release()
-                    return
-                chunk = ch.get(self.limit())
-                if not chunk:  # closed and drained, or cancelled
-                    self.slots.release()
-                    return
-                n = len(chunk)
-                with st.lock:
-                    st.in_hand += n
-                run.publish(ItemsTaken(st.path, n, id(chunk)))
-                self.events.put(("take", chunk))
-        finally:
-            self.events.put(("input_end", None))
+        while self.free > 0 and not self.stop_taking:
+            chunk = ch.take_or_listen(self.limit(), self._wake)
+            if chunk is None:
+                return False
+            if not chunk:  # the channel calls _wake on its next put
+                return True
+            self.free -= 1
+            n = len(chunk)
+            with st.lock:
+                st.in_hand += n
+            run.publish(ItemsTaken(st.path, n, id(chunk)))
+            self._on_take(chunk)
+        return not self.stop_taking
+
+    def _wake(self) -> None:
+        self.events.put(_WAKE)
 
     # -- the driver thread -----------------------------------------------------------------------
     def _job(self) -> Job:
@@ -193,27 +190,25 @@ class PooledStage:
                 self._fail_setup(exc)
             input_done = False
             cancel_seen = False
+            get = self.events.get
             while True:
                 if run.cancelled and not cancel_seen:
                     cancel_seen = True
                     ex.cancel()
+                if not input_done and not self._take():
+                    input_done = True
                 if input_done and self.chunks_open == 0 and not self.inflight:
                     break  # every task ended too: a fork child may still be tearing down
                 self._schedule()
                 try:
-                    kind, arg = self.events.get(timeout=0.1)
+                    kind, arg = get(timeout=0.1)
                 except queue.Empty:
                     continue
-                if kind == "take":
-                    self._on_take(arg)
-                elif kind == "part":
+                if kind == "part":
                     self._on_outcome(*arg)
                 elif kind == "done":
                     self._on_done(*arg)
-                else:
-                    input_done = True
         finally:
-            self.driver_done = True
             try:
                 if self.inflight:  # only after an internal error: do not leave work behind
                     ex.cancel()
@@ -299,7 +294,7 @@ class PooledStage:
             st.in_hand -= n
         if st.group.cyclic:
             st.group.add_pending(-n)
-        self.slots.release()
+        self.free += 1
 
     def _emit(self, c: Chunk, lo: int, oc: Outcome) -> None:
         """Route one outcome's emissions and account for its items, as a thread worker does."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..observe.events import ChunkProcessed
 from ..stagefn.calling import bind
+from ..stagefn.output import MADE as ROUTED
 from ..stagefn.output import Output, Routed
 from .emitter import ROUTING_ERRORS, Emitter
 
@@ -258,7 +259,7 @@ class Courier(Handoff):
     def _emit(self, batch: list[Any], ints: bool = False) -> None:
         em, st = self.em, self.st
         run = st.run
-        if em.pick is None and (ints or Routed not in set(map(type, batch))):
+        if em.pick is None and (ints or not ROUTED or Routed not in set(map(type, batch))):
             em.count += len(batch)
             em.out.extend(batch)
         else:

@@ -6,11 +6,26 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 
-class Routed(NamedTuple):
-    """An item addressed to a named stage (``yield mg.to("name", item)``)."""
-
+class _Address(NamedTuple):
     target: str
     item: Any
+
+
+#: non-empty once a :class:`Routed` was made in this process (by ``mg.to``, ``output.to``,
+#: unpickling or a copy): until then no value anywhere can be one, and a batch of plain
+#: values need not be searched for them
+MADE: list[bool] = []
+
+
+class Routed(_Address):
+    """An item addressed to a named stage (``yield mg.to("name", item)``)."""
+
+    __slots__ = ()
+
+    def __new__(cls, target: str, item: Any) -> Routed:
+        if not MADE:
+            MADE.append(True)
+        return tuple.__new__(cls, (target, item))
 
 
 def to(name: str, item: Any) -> Routed:

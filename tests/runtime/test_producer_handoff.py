@@ -109,3 +109,43 @@ def test_a_stop_ends_a_fast_generator_mid_batch():
     assert result.stopped
     assert_conserved(result)
     assert int(result.stats.loc["sink", "done"]) == pulled[0]  # a draining stop: all delivered
+
+
+@pytest.mark.parametrize("make", ["mg.to", "unpickled", "copied", "output.to"])
+def test_a_routed_value_is_routed_however_it_was_made(make, monkeypatch):
+    """A producer's batch is searched for ``mg.to`` values only once one was made in this
+    process: every way of making one counts (stagefn.output.MADE)."""
+    import copy
+    import pickle
+
+    from minigun_nb.stagefn import output as output_module
+
+    blob = pickle.dumps(mg.to("b", -1))
+    template = mg.to("b", -2)
+    monkeypatch.setattr(output_module, "MADE", output_module.MADE)
+    output_module.MADE.clear()  # as in a fresh process that never made one
+
+    def source():
+        yield 1
+        if make == "mg.to":
+            yield mg.to("b", -1)
+        elif make == "unpickled":
+            yield pickle.loads(blob)
+        elif make == "copied":
+            yield copy.copy(template)._replace(item=-1)
+        yield 2
+
+    def emitting(output):
+        output.emit(1)
+        output.to("b").emit(-1)
+        output.emit(2)
+
+    pipe = mg.Pipeline("routed")
+    pipe.producer(emitting if make == "output.to" else source, name="src")
+    pipe.processor(lambda x: x, name="a")
+    pipe.processor(lambda x: x, name="b", dynamic=True)
+    result = pipe.run(display="none")
+    assert sorted(result.outputs_by_stage.get("b", [])) == [-1]
+    assert -1 not in result.outputs_by_stage.get("a", [])
+    assert_conserved(result)
+    assert output_module.MADE  # the run saw it made
