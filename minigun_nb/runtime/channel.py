@@ -30,6 +30,9 @@ class Channel:
         self.closed = False
         self.cancelled = False
         self.waiting_getters = 0  # workers idle on this channel: a hungry consumer
+        # a Condition's notify is Python code (~1 us) even when nobody waits: each side
+        # notifies only when the other side has a waiter
+        self._waiting_putters = 0
         #: called once (outside the lock) by the next put, close or cancel: a taker that
         #: waits on something else too (:meth:`take_or_listen`)
         self._listener: Any = None
@@ -49,15 +52,21 @@ class Channel:
         cancelled: the chunk was not queued and counts as cancelled).
         """
         with self._lock:
-            while block and self._size > self.capacity and not self.cancelled and not self.closed:
-                self._not_full.wait()
+            if block and self._size > self.capacity:
+                self._waiting_putters += 1
+                try:
+                    while self._size > self.capacity and not self.cancelled and not self.closed:
+                        self._not_full.wait()
+                finally:
+                    self._waiting_putters -= 1
             if self.cancelled:
                 return CANCELLED
             if self.closed:
                 return CLOSED
             self._chunks.append(chunk)
             self._size += len(chunk)
-            self._not_empty.notify()
+            if self.waiting_getters:
+                self._not_empty.notify()
             listener, self._listener = self._listener, None
         if listener is not None:
             listener()
@@ -109,9 +118,9 @@ class Channel:
             out = first[:limit]
             self._chunks[0] = first[limit:]
         self._size -= len(out)
-        if self._size <= self.capacity:  # a putter can only proceed up to capacity
+        if self._waiting_putters and self._size <= self.capacity:  # they proceed up to it
             self._not_full.notify_all()
-        if self._chunks:
+        if self.waiting_getters and self._chunks:
             self._not_empty.notify()
         return out
 
