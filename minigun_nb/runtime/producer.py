@@ -10,6 +10,7 @@ so resources from ``setup=`` are used on the thread that made them.
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .run import Run
     from .stagerun import StageRun
 
+log = logging.getLogger("minigun_nb")
+
 _NOT_ITERATED = (str, bytes, bytearray, dict)
 
 #: a batch of pulls should take about this long: a fast generator then moves in full chunks
@@ -35,6 +38,9 @@ BATCH_SECONDS = 0.002
 #: the watcher's tick: an item that waited a whole tick with nothing shipped leaves then, so
 #: what a generator yields reaches the next stage within two ticks (SPEC §14: about 100 ms)
 WATCH_SECONDS = 0.04
+#: the last ticket of every batch: its next() ends the batch, so a batch that ends before it
+#: met the end of the source
+_PROBE = iter(())
 
 
 class ProducerStopped(BaseException):
@@ -52,15 +58,15 @@ class Handoff:
     work per item) and, at the end of each batch, ships the batch itself: no thread hop for a
     fast generator, and while a ship waits for room downstream nothing more is pulled (that is
     how backpressure reaches it). A batch is sized to take about :data:`BATCH_SECONDS` (one
-    item at first, doubling while pulls are fast, up to ``limit``), so a slow generator's items
-    leave one by one. An item that waits anyway, because the generator blocks in the middle of
-    a batch, is shipped by a watcher thread within two :data:`WATCH_SECONDS` (SPEC §14). A stop
-    clears the batch's tickets: the pull ends before the next item, as between two yields.
+    item at first, doubling while pulls are fast, up to ``limit`` and to what the receivers
+    take at a time), so a slow generator's items leave one by one. An item that waits anyway,
+    because the generator blocks in the middle of a batch (or a producer emits, then works), is
+    shipped by a watcher thread within two :data:`WATCH_SECONDS` (SPEC §14). A stop clears the
+    batch's tickets: the pull ends before the next item, as between two yields.
 
-    The list holds at most one chunk (``limit`` items), shipped or not, so a source holds at
-    most one chunk beyond its downstream queue (SPEC §14). Only the puller deletes from it; the
-    watcher ships the unsent tail and moves ``sent``, so the puller can count what a batch
-    pulled.
+    Every shipper takes the whole list under :attr:`lock` (in order; a concurrent
+    ``output.emit`` only appends), so the list never holds more than a batch plus what was
+    emitted since the last ship: a source holds at most one chunk beyond its downstream queue.
     """
 
     def __init__(self, name: str, limit: int, deliver: Callable[[list[Any]], None],
@@ -72,18 +78,18 @@ class Handoff:
         #: delivers a batch known to hold plain ints (a range's): nothing to look for in it
         self.deliver_ints = deliver
         self.run = run
-        #: pulled or emitted items; ``queue[:sent]`` already left (shipped by the watcher)
-        self.queue: list[Any] = []
-        self.sent = 0
-        self.puts = 0  # output.emit calls so far (a generator may emit too, while it yields)
-        self.pulling = False  # a batch is running: put() must not delete from the list
-        self.lock = threading.Lock()  # one shipper at a time: order, and the sink's buffers
+        self.queue: list[Any] = []  # pulled or emitted, not shipped yet
+        #: one shipper at a time (order, the sink's buffers); reentrant, as an ``on_error``
+        #: hook that a ship runs may emit
+        self.lock = threading.RLock()
         self.ships = 0  # the watcher ships only what waited through one of its ticks
         #: non-empty once the run stops: the puller looks at it between batches and items
         self.signal: list[bool] = []
         self.tickets: list[Any] = []  # the running batch's pulls left; halt() clears them
         self.closed = False
         self.finished = threading.Event()
+        self.broken: BaseException | None = None  # the watcher's ship failed (an engine bug)
+        self.puller: int | None = None  # the thread whose waiting is not busy time
         # busy time of the puller = wall time not spent shipping (waiting for room) or done
         self.t_report = time.perf_counter()
         self.t_ship = self.t_report
@@ -102,36 +108,6 @@ class Handoff:
         self.signal.append(True)
         self.tickets.clear()
 
-    # -- puller side -------------------------------------------------------------------------
-    def pull(self, source: Any) -> bool:
-        """Pull ``source`` until it ends or the run stops; True when it ended."""
-        q, signal, limit, perf = self.queue, self.signal, self.limit, time.perf_counter
-        it = iter(source)
-        k = 1
-        self.pulling = True
-        try:
-            while not signal:
-                n = min(k, self.wanted())
-                tickets = self.tickets = [it] * n
-                if signal:  # a halt between the test and the new tickets
-                    return False
-                left = iter(tickets)
-                before, puts, t0 = len(q), self.puts, perf()
-                q.extend(map(next, left))  # ends at StopIteration, or when the tickets do
-                elapsed = perf() - t0
-                pulled = len(q) - before - (self.puts - puts)
-                if q:
-                    self.ship()
-                if pulled < n - left.__length_hint__():
-                    return not signal  # a ticket was spent on the end of the source
-                if elapsed < BATCH_SECONDS / 2:
-                    k = min(limit, 2 * k)
-                elif elapsed > 2 * BATCH_SECONDS and k > 1:
-                    k //= 2
-            return False
-        finally:
-            self.pulling = False
-
     def wanted(self) -> int:
         """The biggest batch worth pulling now: ``limit``, or less when a receiver's workers
         take fewer items at a time (a slow consumer). A bigger batch would only wait, in the
@@ -141,26 +117,50 @@ class Handoff:
             n = min(n, t.chunk_wanted())
         return n
 
+    # -- puller side -------------------------------------------------------------------------
+    def pull(self, source: Any) -> bool:
+        """Pull ``source`` until it ends or the run stops; True when it ended."""
+        q, signal, limit, perf = self.queue, self.signal, self.limit, time.perf_counter
+        it = iter(source)
+        self.puller = threading.get_ident()
+        k = 1
+        while not signal:
+            n = min(k, self.wanted())
+            # n pulls, then the probe: a batch that pulled all n spends the probe too, one
+            # that met the end of the source leaves it (a halt leaves no ticket at all)
+            tickets = self.tickets = [it] * n
+            tickets.append(_PROBE)
+            if signal:  # a halt between the test and the new tickets
+                return False
+            left = iter(tickets)
+            t0 = perf()
+            q.extend(map(next, left))  # ends at StopIteration: the source's, or the probe's
+            elapsed = perf() - t0
+            self.ship()
+            if left.__length_hint__():
+                return True
+            if elapsed < BATCH_SECONDS / 2:
+                k = min(limit, 2 * k)
+            elif elapsed > 2 * BATCH_SECONDS and k > 1:
+                k //= 2
+        return False
+
     def put(self, value: Any) -> None:
         """``output.emit``/``output.to`` in a producer; raises :class:`ProducerStopped` once
         the run stops (the item is still delivered)."""
         q = self.queue
         q.append(value)
-        self.puts += 1
         if self.signal:
-            if not self.pulling:
-                self.ship()
+            self.ship()
             raise ProducerStopped
-        if len(q) - self.sent >= self.limit or time.perf_counter() - self.t_ship > BATCH_SECONDS:
-            if self.pulling:
-                self._ship_tail(True)  # the batch is counting the list: ship, do not delete
-            else:
-                self.ship()
+        if len(q) >= self.limit or time.perf_counter() - self.t_ship > BATCH_SECONDS:
+            self.ship()
 
     def put_all(self, seq: Any) -> None:
         """Deliver a list, tuple or range in slices (no Python work per item)."""
         step, run = self.limit, self.run
         deliver = self.deliver_ints if isinstance(seq, range) else self.deliver
+        self.puller = threading.get_ident()
         self.ship()  # what was emitted before goes first
         self._waiting(True)
         try:
@@ -173,37 +173,28 @@ class Handoff:
         finally:
             self._waiting(False)
 
-    def ship(self) -> None:
-        """Deliver what is in the list (the puller's thread, between batches)."""
-        q = self.queue
-        self._waiting(True)  # waiting for room downstream is not busy
-        try:
-            with self.lock:
-                n = len(q)
-                batch = q[self.sent:n]
-                del q[:n]  # a concurrent output.emit only appends: nothing it adds is lost
-                self.sent = 0
-                self.ships += 1
-                self.t_ship = time.perf_counter()
-                if batch:
-                    self.deliver(batch)
-        finally:
-            self._waiting(False)
-
-    def _ship_tail(self, block: bool) -> None:
-        """Deliver what is in the list and not yet sent, leaving the list as it is."""
+    def ship(self, block: bool = True) -> None:
+        """Deliver what is in the list; ``block=False`` gives up at once when another ship
+        is under way (it takes these items too)."""
+        if self.broken is not None:
+            raise self.broken
         if not self.lock.acquire(block):
-            return  # a ship is under way: it takes these too
+            return
+        puller = threading.get_ident() == self.puller
+        if puller:
+            self._waiting(True)  # waiting for room downstream is not busy
         try:
             q = self.queue
             n = len(q)
-            if n > self.sent:
-                batch = q[self.sent:n]
-                self.sent = n
-                self.ships += 1
-                self.t_ship = time.perf_counter()
+            self.ships += 1
+            self.t_ship = time.perf_counter()
+            if n:
+                batch = q[:n]
+                del q[:n]  # a concurrent output.emit only appends: nothing it adds is lost
                 self.deliver(batch)
         finally:
+            if puller:
+                self._waiting(False)
             self.lock.release()
 
     def _waiting(self, start: bool) -> None:
@@ -232,16 +223,24 @@ class Handoff:
         if self.closed:
             return
         self.closed = True
-        self.ship()
-        self.finished.set()
-        self.thread.join()
+        try:
+            self.ship()
+        finally:
+            self.finished.set()
+            self.thread.join()
 
     # -- watcher side ------------------------------------------------------------------------
     def _watch(self) -> None:
         seen = -1
         while not self.finished.wait(WATCH_SECONDS):
-            if self.ships == seen and len(self.queue) > self.sent:
-                self._ship_tail(False)  # waited a whole tick while the puller was busy
+            if self.ships == seen and self.queue:
+                try:
+                    self.ship(block=False)  # waited a whole tick while the puller was busy
+                except BaseException as exc:  # noqa: BLE001 - an engine bug: the puller raises it
+                    log.exception("internal error shipping a source's items",
+                                  extra=self.run.log_extra())
+                    self.broken = exc
+                    return
             seen = self.ships
 
 

@@ -27,6 +27,15 @@ class Routed(_Address):
             MADE.append(True)
         return tuple.__new__(cls, (target, item))
 
+    # every other way of making one goes through __new__ too: unpickling with any protocol,
+    # copies, _make and _replace
+    def __reduce__(self) -> tuple[Any, tuple[str, Any]]:
+        return (Routed, (self.target, self.item))
+
+    @classmethod
+    def _make(cls, iterable: Any) -> Routed:
+        return cls(*iterable)
+
 
 def to(name: str, item: Any) -> Routed:
     """Address one emitted item to the stage (or pipeline) called ``name``.

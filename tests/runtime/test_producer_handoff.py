@@ -149,3 +149,76 @@ def test_a_routed_value_is_routed_however_it_was_made(make, monkeypatch):
     assert -1 not in result.outputs_by_stage.get("a", [])
     assert_conserved(result)
     assert output_module.MADE  # the run saw it made
+
+
+def test_a_generator_that_also_emits_from_another_thread_loses_nothing():
+    """``output.emit`` from a thread of the producer's own while its generator yields: the
+    end of the source is told by the batch's probe ticket, not by counting the list (which
+    the other thread changes), so no full batch is taken for the end (review finding; the
+    race that cut the source short showed in some runs of this shape, not in all)."""
+    import sys
+
+    n = 200_000
+    got = []
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows
+
+    def gen(output):
+        stop = threading.Event()
+
+        def other():
+            while not stop.is_set():
+                output.emit(("side", 0))
+
+        t = threading.Thread(target=other)
+        t.start()
+        try:
+            yield from range(n)
+        finally:
+            stop.set()
+            t.join()
+
+    def sink(x):
+        if not isinstance(x, tuple):
+            got.append(x)
+
+    try:
+        result = mg.Pipeline([mg.producer(gen), mg.consumer(sink)]).run(display="none")
+    finally:
+        sys.setswitchinterval(old)
+    assert len(got) == n
+    assert result.stats.loc["gen", "status"] == "done"
+    assert_conserved(result)
+
+
+def test_a_generator_emitting_between_two_yields_holds_no_more_than_a_chunk():
+    """What ``output.emit`` adds while the generator runs between two yields is shipped (and
+    dropped from the hand-off's list) as it goes, not kept until the next yield."""
+    held = [0]
+    handoffs = []
+
+    def gen(output):
+        yield -1
+        for i in range(20_000):
+            output.emit(i)
+            if i % 500 == 0 and handoffs:
+                held[0] = max(held[0], len(handoffs[0].queue))
+        yield -2
+
+    from minigun_nb.runtime import producer as producer_module
+
+    real = producer_module.Courier.__init__
+
+    def spy(self, st):
+        real(self, st)
+        handoffs.append(self)
+
+    pipe = mg.Pipeline([mg.producer(gen), mg.consumer(lambda x: None, name="sink")],
+                       queue_size=100)
+    try:
+        producer_module.Courier.__init__ = spy
+        result = pipe.run(display="none")
+    finally:
+        producer_module.Courier.__init__ = real
+    assert int(result.stats.loc["sink", "done"]) == 20_002
+    assert handoffs and held[0] <= 100, held
