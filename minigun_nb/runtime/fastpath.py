@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..stagefn.calling import Control, ItemCancelled
 from ..stagefn.output import Routed
-from ..stagefn.runner import FAILED, LAZY, SPECIAL, Failed, fast_items
+from ..stagefn.runner import FAILED, LAZY, SPECIAL, Failed, fast_items, map_calls
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -50,28 +50,14 @@ def run_chunk(
         return done, failed, filtered, lat
     record_error = st.run.record_error
     n = len(chunk)
-    results: list[Any] = []
-    failed = 0
-    pos = 0
-    while pos < n:
-        try:
-            results.extend(map(call, chunk[pos:] if pos else chunk))
-        except Control:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too), recorded
-            k = len(results)  # the item whose call raised
-            record_error(st, chunk[k], exc, 1)
-        else:
-            k = len(results)
-            if k == n:
-                break
-            # list.extend took a StopIteration raised by the function for the end of the map
-            record_error(st, chunk[k], StopIteration(
-                "the stage function raised StopIteration (a bare next() on an exhausted "
-                "iterator?); its traceback is not kept on this path"), 1)
-        results.append(FAILED)
-        failed += 1
-        pos = k + 1
+    errors: list[int] = []
+
+    def failed_call(k: int, exc: BaseException) -> None:
+        errors.append(k)
+        record_error(st, chunk[k], exc, 1)
+
+    results = map_calls(call, chunk, failed_call)
+    failed = len(errors)
     kinds = set(map(type, results))
     if SPECIAL.isdisjoint(kinds):
         em.out.extend(results)

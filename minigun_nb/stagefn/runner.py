@@ -165,6 +165,67 @@ def fast_items(
                 prev = t
 
 
+def map_calls(call: Callable[[Any], Any], items: Sequence[Any],
+              failed: Callable[[int, BaseException], None]) -> list[Any]:
+    """``call`` on every item through ``map`` (the loop runs in C): the results, with
+    :data:`FAILED` where a call raised (``failed(index, exception)`` is told at once). A
+    raising call stops ``list.extend`` with every earlier result kept, so its index is known;
+    the loop goes on after it. The runtime's own :class:`~.calling.Control` signals pass
+    through."""
+    n = len(items)
+    results: list[Any] = []
+    pos = 0
+    while pos < n:
+        try:
+            results.extend(map(call, items[pos:] if pos else items))
+        except Control:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - an item error (SystemExit too)
+            failed(len(results), exc)
+        else:
+            if len(results) == n:
+                break
+            # list.extend took a StopIteration raised by the function for the end of the map
+            failed(len(results), StopIteration(
+                "the stage function raised StopIteration (a bare next() on an exhausted "
+                "iterator?); its traceback is not kept on this path"))
+        results.append(FAILED)
+        pos = len(results)
+    return results
+
+
+def map_items(call: Callable[[Any], Any], items: Sequence[Any], lo: int, hi: int,
+              sink: FastSink, nones: list[int]) -> bool:
+    """:func:`fast_items` for a stage seen to return plain values only: the calls run
+    through :func:`map_calls`, then the results go where ``fast_items`` puts them. False
+    when a result was a generator or ``mg.to`` after all (it was consumed after the calls
+    that followed it, not at once: the caller goes back to ``fast_items``)."""
+    results = map_calls(call, items[lo:hi] if lo or hi != len(items) else items,
+                        lambda k, exc: sink.failed(lo + k, exc))
+    kinds = set(map(type, results))
+    if SPECIAL.isdisjoint(kinds):
+        sink.out.extend(results)
+        return True
+    lazy = not LAZY.isdisjoint(kinds)
+    append = sink.out.append
+    for k, r in enumerate(results, lo):
+        if r is None:
+            nones.append(k)
+        elif type(r) is Failed:
+            continue
+        elif type(r) is GeneratorType or type(r) is Routed:
+            try:
+                sink.lazy(k, r)
+            except Control:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - an item error
+                sink.failed(k, exc)
+            append = sink.out.append
+        else:
+            append(r)
+    return not lazy
+
+
 class _Gathered:
     """The :class:`FastSink` of a worker: lists that travel back in an Outcome."""
 
@@ -307,6 +368,9 @@ class PreparedJob:
         self.per_item = 0.0
         self.sampled = 0
         self.timed_items = 0  # latencies measured so far in this worker
+        #: a whole chunk came back with no generator or mg.to: untimed chunks call through
+        #: ``map`` (:func:`map_items`), as the thread side does
+        self.plain = False
 
     def ensure(self, force_after_fork: bool = False) -> ErrorInfo | None:
         """Run after_fork (once per run in this process) and setup; None when ready."""
@@ -384,7 +448,7 @@ class PreparedJob:
         while True:
             hi = min(n, lo + size)
             t = perf()
-            fast_items(call, items, lo, hi, g, nones, lat if timed else None)
+            self._fast(call, items, lo, hi, g, nones, lat if timed else None)
             now = perf()
             if hi >= n:
                 oc, layout = self._fast_outcome(g, nones, lat, seg, hi, now - last)
@@ -426,8 +490,19 @@ class PreparedJob:
         timed = self._timed()
         lat: list[float] = []
         t0 = perf()
-        fast_items(call, items, lo, hi, g, nones, lat if timed else None)
+        self._fast(call, items, lo, hi, g, nones, lat if timed else None)
         return self._fast_outcome(g, nones, lat, lo, hi, perf() - t0)
+
+    def _fast(self, call: Callable[[Any], Any], items: Sequence[Any], lo: int, hi: int,
+              g: _Gathered, nones: list[int], lat: list[float] | None) -> None:
+        """``items[lo:hi]`` through :func:`map_items` once the stage has returned plain values
+        only and no latency is taken, else through :func:`fast_items`."""
+        if lat is None and self.plain:
+            self.plain = map_items(call, items, lo, hi, g, nones)
+            return
+        seen = len(g.multi) + len(g.dyn)
+        fast_items(call, items, lo, hi, g, nones, lat)
+        self.plain = len(g.multi) + len(g.dyn) == seen
 
     def _run_general(
         self,

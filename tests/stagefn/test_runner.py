@@ -162,3 +162,36 @@ def test_a_streaming_run_hands_segments_to_its_sink():
     assert [x for oc in segments for x in oc.out] == list(range(10))
     assert sum(oc.n for oc in segments) == 10
     assert [oc.start for oc in segments] == sorted(oc.start for oc in segments)
+
+
+def test_after_a_plain_chunk_untimed_chunks_call_through_map_with_the_same_results():
+    """A worker that has seen a whole chunk of plain values calls the next untimed chunks
+    through ``map`` (``map_items``): the same outputs, filtered items and error indices as the
+    per-item loop; a generator showing up later is still collected, and the worker goes back
+    to the per-item loop."""
+    import types
+
+    def f(x):
+        if x == 3:
+            raise ValueError("three")
+        if x == 7:
+            raise StopIteration  # ends a map early: must still fail only its item
+        if x == 9:
+            return (v for v in (x, -x))
+        if x % 2:
+            return None
+        return x
+
+    prep = _prepared(f, track=False)
+    warm, _ = prep.run([0, 2, 4])
+    assert list(warm.out) == [0, 2, 4] and prep.plain
+    oc, _ = prep.run(list(range(8)))
+    assert list(oc.out) == [0, 2, 4, 6]
+    assert (oc.done, oc.failed, oc.filtered) == (6, 2, 2)
+    assert [e.index for e in oc.errors] == [3, 7]
+    assert prep.plain
+    oc, (nones, multi) = prep.run(list(range(8, 12)))
+    assert list(oc.out) == [8, 9, -9, 10]
+    assert multi == {1: 2} and nones == [3]
+    assert not prep.plain  # a generator came back: per item again
+    assert not isinstance(oc.out, types.GeneratorType)
