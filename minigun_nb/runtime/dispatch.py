@@ -2,13 +2,14 @@
 
 One thread per stage in the kernel, the *driver*. It takes chunks from the stage's channel
 while a chunk slot is free (``workers * executor.depth`` chunks in flight at most, so the
-backpressure bound holds; an empty channel calls it back on its next put), submits them to the
-executor and turns what comes back into exactly what a thread worker produces: the same routing (static, fan-out policies,
-dynamic ``mg.to``/``output.to`` resolved here), the same events (ItemsTaken, ChunkProcessed
-with per-item latencies), the same error rows (remote type name, message and traceback, the
-worker's pid and host, :mod:`.worker_errors`), the same ``ordered`` release and the same cancel
-accounting. What a task that ended without reporting all its items means is the crash policy's
-(:mod:`.crash`); what a run checks before its first pooled stage, :mod:`.pooled_prepare`.
+backpressure bound holds; an empty channel calls it back on its next put), submits them to
+the executor and turns what comes back into exactly what a thread worker produces: the same
+routing (static, fan-out policies, dynamic ``mg.to``/``output.to`` resolved here), the same
+events (ItemsTaken, ChunkProcessed with per-item latencies), the same error rows (remote type
+name, message and traceback, the worker's pid and host, :mod:`.worker_errors`), the same
+``ordered`` release and the same cancel accounting. What a task that ended without
+reporting all its items means is the crash policy's (:mod:`.crash`); what a run checks before
+its first pooled stage, :mod:`.pooled_prepare`.
 """
 
 from __future__ import annotations

@@ -124,14 +124,19 @@ class StageRun:
         """Items queued plus items held by workers (least_loaded routing)."""
         return (len(self.channel) if self.channel is not None else 0) + self.in_hand
 
-    def take_limit(self) -> int:
+    def _worker_take(self) -> int:
+        """What one thread worker takes by its cost estimate: about
+        :data:`TARGET_CHUNK_SECONDS` of work, at most ``max_take``; one item while the cost
+        is not known yet."""
         if self.per_item <= 0:
-            limit = 1
-        else:
-            limit = int(TARGET_CHUNK_SECONDS / self.per_item) or 1
+            return 1
+        return max(1, min(self.max_take, int(TARGET_CHUNK_SECONDS / self.per_item) or 1))
+
+    def take_limit(self) -> int:
+        limit = self._worker_take()
         if self.workers > 1 and self.channel is not None:
             limit = fair_share(limit, len(self.channel), self.workers)
-        return max(1, min(limit, self.max_take))
+        return limit
 
     def chunk_wanted(self) -> int:
         """How many items this stage's workers take at a time, together: a sender gains
@@ -142,8 +147,7 @@ class StageRun:
             return self.max_take
         if self.per_item <= 0:
             return 1
-        return max(1, min(self.max_take, int(TARGET_CHUNK_SECONDS / self.per_item) or 1)
-                   * self.workers)
+        return self._worker_take() * self.workers
 
     # -- threads ---------------------------------------------------------------------------
     def start(self) -> None:
