@@ -61,6 +61,7 @@ class AsyncExecutor:
     isolates_crashes = True
     target_seconds = 0.02
     moves_bytes = False  # nothing is pickled
+    reporter_drives = False
     item_bytes = 0.0
 
     def __init__(self, spec: ExecutorSpec) -> None:

@@ -68,6 +68,12 @@ class Executor(Protocol):
     #: True when chunks are pickled on their way (the driver then keeps each task's pickled
     #: size under a bound, using :attr:`item_bytes`)
     moves_bytes: ClassVar[bool]
+    #: True when the thread that reports an outcome or ends a task is one of the executor's
+    #: own with nothing else to do (a link's reader, a fork child's waiter): it then drives
+    #: the stage itself (routes the outcome, takes and submits the next chunk) when the driver
+    #: is idle, saving a thread hop per chunk. False for a thread that serves others (an
+    #: asyncio loop, Dask's client loop): the driver thread is woken instead
+    reporter_drives: ClassVar[bool]
     #: pickled bytes per item so far (items or results, the larger); 0.0 until measured, and
     #: always for a backend that does not move bytes
     item_bytes: float

@@ -120,6 +120,7 @@ class DaskExecutor:
     isolates_crashes = False
     target_seconds = 0.1  # a Dask task costs a few ms: ship bigger chunks
     moves_bytes = True
+    reporter_drives = False
     item_bytes = 0.0  # not measured: Dask moves the pickles
 
     def __init__(self, spec: ExecutorSpec) -> None:

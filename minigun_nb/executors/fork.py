@@ -67,6 +67,7 @@ class ForkExecutor:
     # chunks shrink as the queue empties and the children finish together
     target_seconds = 1.0
     moves_bytes = False  # the items are not pickled; the results are, but stream back
+    reporter_drives = True
     item_bytes = 0.0
 
     def __init__(self, spec: ExecutorSpec) -> None:

@@ -26,6 +26,7 @@ class InlineExecutor:
     isolates_crashes = True
     target_seconds = 0.02
     moves_bytes = False
+    reporter_drives = False
     item_bytes = 0.0
 
     def __init__(self, spec: ExecutorSpec) -> None:

@@ -183,13 +183,14 @@ class _Link:
     # -- receiving -----------------------------------------------------------------------------
     def _read(self) -> None:
         conn, ex = self.conn, self.ex
+        lines = process_link.MessageReader(conn.fileno())
         try:
             while True:
                 try:
-                    frame = conn.recv_bytes()
+                    frame = lines.recv_bytes()
                     tag = frame[:1]
                     if tag == b"R":
-                        payload, moved = process_link.read_result(conn, frame)
+                        payload, moved = process_link.read_result(lines, frame)
                     elif tag == b"T":
                         with self.cond:
                             self.replies.append(frame[1:])
@@ -228,6 +229,7 @@ class ProcessExecutor:
     isolates_crashes = False
     target_seconds = 0.02
     moves_bytes = True
+    reporter_drives = True
 
     def __init__(self, spec: ExecutorSpec) -> None:
         self.name = spec.path

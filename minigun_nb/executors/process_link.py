@@ -29,6 +29,79 @@ from typing import Any
 from ..stagefn.wire import BufferReader, Payload, dumps, read_payload, write_payload
 
 _MOVED = struct.Struct("<d")
+_LEN = struct.Struct("!i")
+_LONG_LEN = struct.Struct("!Q")
+
+
+class MessageReader:
+    """The reading side of a ``multiprocessing.connection`` line, through one buffer: a read
+    takes whatever has arrived (often a whole message with its length, or several), where a
+    Connection makes two reads per message. Each read lets go of the GIL and must win it back,
+    a thread switch when the kernel's other threads want it: this halves them. A message bigger
+    than the buffer is read straight into its own memory (no second copy)."""
+
+    __slots__ = ("fd", "buf", "view", "lo", "hi")
+
+    def __init__(self, fd: int, size: int = 1 << 16) -> None:
+        self.fd = fd
+        self.buf = bytearray(size)
+        self.view = memoryview(self.buf)
+        self.lo = self.hi = 0  # the unread bytes are buf[lo:hi]
+
+    def _have(self, n: int) -> None:
+        """At least ``n`` (at most the buffer's size) unread bytes in the buffer."""
+        if self.hi - self.lo >= n:
+            return
+        if self.lo:  # move what is left to the front
+            left = self.hi - self.lo
+            self.view[:left] = self.view[self.lo:self.hi]
+            self.lo, self.hi = 0, left
+        while self.hi < n:
+            got = os.readv(self.fd, [self.view[self.hi:]])
+            if not got:
+                raise EOFError
+            self.hi += got
+
+    def _length(self) -> int:
+        self._have(4)
+        (n,) = _LEN.unpack_from(self.buf, self.lo)
+        self.lo += 4
+        if n == -1:  # a message of 2 GiB or more
+            self._have(8)
+            (n,) = _LONG_LEN.unpack_from(self.buf, self.lo)
+            self.lo += 8
+        return n
+
+    def _into(self, target: memoryview) -> None:
+        """Fill ``target`` with the next ``len(target)`` bytes of the line."""
+        n = len(target)
+        part = min(n, self.hi - self.lo)
+        target[:part] = self.view[self.lo:self.lo + part]
+        self.lo += part
+        while part < n:
+            got = os.readv(self.fd, [target[part:]])
+            if not got:
+                raise OSError("got end of file during message")
+            part += got
+
+    def recv_bytes(self) -> bytes | bytearray:
+        n = self._length()
+        if n <= len(self.buf):
+            self._have(n)
+            data = self.buf[self.lo:self.lo + n]
+            self.lo += n
+            return bytes(data)
+        big = bytearray(n)
+        self._into(memoryview(big))
+        return big
+
+    def recv_bytes_into(self, target: Any) -> int:
+        view = memoryview(target).cast("B")
+        n = self._length()
+        if n > len(view):
+            raise ValueError(f"a message of {n} bytes for a buffer of {len(view)}")
+        self._into(view[:n])
+        return n
 
 
 def connect(address: Any, key: bytes) -> Any:
@@ -47,7 +120,7 @@ def connect(address: Any, key: bytes) -> Any:
     return conn
 
 
-def recv_payload(conn: Any, frame: bytes, offset: int) -> Payload:
+def recv_payload(conn: Any, frame: bytes, offset: int) -> Payload:  # conn: or a MessageReader
     """The payload whose first message is ``frame`` (its framing starts at ``offset``)."""
     payload = read_payload(BufferReader(frame, offset, conn.recv_bytes_into))
     if payload is None:
@@ -83,14 +156,15 @@ def serve(address: Any, key: bytes, serial: int, token: str, blob: bytes) -> int
     served = 0
     try:
         conn.send_bytes(b"H" + pickle.dumps((serial, os.getpid())))
+        lines = MessageReader(conn.fileno())
         while True:
             try:
-                frame = conn.recv_bytes()
+                frame = lines.recv_bytes()
             except (EOFError, OSError):
                 return served
             tag = frame[:1]
             if tag == b"C":
-                items = recv_payload(conn, frame, 1)
+                items = recv_payload(lines, frame, 1)
                 try:
                     payload, moved = run_task(token, blob, items)
                 except BaseException as exc:  # noqa: BLE001 - that chunk's error

@@ -1,9 +1,11 @@
 """Driving a pooled stage: one whose function an executor runs (process, fork, async, dask).
 
-One thread per stage in the kernel, the *driver*. It takes chunks from the stage's channel
-while a chunk slot is free (``workers * executor.depth`` chunks in flight at most, so the
-backpressure bound holds; an empty channel calls it back on its next put), submits them to
-the executor and turns what comes back into exactly what a thread worker produces: the same
+One thread per stage in the kernel, the *driver*; whoever holds the stage's *turn* drives it:
+the driver, or an executor thread that just reported (``reporter_drives``: a loky link's
+reader, a fork child's waiter), which saves a hop to the driver per chunk. It takes chunks
+from the stage's channel while a chunk slot is free (``workers * executor.depth`` chunks in
+flight at most, so the backpressure bound holds; an empty channel calls it back on its next
+put), submits them to the executor and turns what comes back into exactly what a thread worker produces: the same
 routing (static, fan-out policies, dynamic ``mg.to``/``output.to`` resolved here), the same
 events (ItemsTaken, ChunkProcessed with per-item latencies), the same error rows (remote type
 name, message and traceback, the worker's pid and host, :mod:`.worker_errors`), the same
@@ -14,8 +16,9 @@ its first pooled stage, :mod:`.pooled_prepare`.
 
 from __future__ import annotations
 
+import collections
 import itertools
-import queue
+import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -56,16 +59,6 @@ def pooled_loop(st: StageRun, index: int) -> None:
     st.pooled.drive()
 
 
-#: the channel has items again (or ended): the driver takes at the top of its loop
-_WAKE = ("wake", None)
-
-
-def _put_part(events: queue.SimpleQueue[tuple[str, Any]], span: Span, outcome: Any) -> None:
-    events.put(("part", (span, outcome)))
-
-
-def _put_done(events: queue.SimpleQueue[tuple[str, Any]], span: Span, fut: Any) -> None:
-    events.put(("done", (span, fut)))
 
 
 def drop_items(out: Any, ends: Any, drop: list[int]) -> list[Any]:
@@ -94,7 +87,14 @@ class PooledStage:
             opts["worker_idle_timeout"], run.log_extra(st.path), run.graph.options.get("dask_client")))
         self.max_tasks = max(1, st.workers * self.ex.depth)
         self.free = self.max_tasks  # chunk slots: a chunk holds one until it is closed
-        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        # what the executor reports (outcomes, ended tasks), in order; handled by whoever holds
+        # the turn: the driver thread, or the executor's thread that reported (no hop)
+        self.events: collections.deque[tuple[str, Span, Any]] = collections.deque()
+        self.turn = threading.Lock()
+        self.bell = threading.Event()  # the driver has something to do
+        self.reporter_drives = getattr(self.ex, "reporter_drives", False)
+        self.input_done = False
+        self.broken: BaseException | None = None  # an internal error on a reporting thread
         qs = opts["queue_size"]
         self.fixed = opts["chunk_size"] is not None
         self.cap = min(opts["chunk_size"] or qs, qs)
@@ -155,7 +155,7 @@ class PooledStage:
         return not self.stop_taking
 
     def _wake(self) -> None:
-        self.events.put(_WAKE)
+        self.bell.set()
 
     # -- the driver thread -----------------------------------------------------------------------
     def _job(self) -> Job:
@@ -189,26 +189,21 @@ class PooledStage:
                 opened = True
             except Exception as exc:  # noqa: BLE001 - e.g. a setup= that cannot be pickled
                 self._fail_setup(exc)
-            input_done = False
             cancel_seen = False
-            get = self.events.get
+            turn, bell = self.turn, self.bell
             while True:
-                if run.cancelled and not cancel_seen:
-                    cancel_seen = True
-                    ex.cancel()
-                if not input_done and not self._take():
-                    input_done = True
-                if input_done and self.chunks_open == 0 and not self.inflight:
-                    break  # every task ended too: a fork child may still be tearing down
-                self._schedule()
-                try:
-                    kind, arg = get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if kind == "part":
-                    self._on_outcome(*arg)
-                elif kind == "done":
-                    self._on_done(*arg)
+                bell.clear()
+                with turn:
+                    if self.broken is not None:  # raised where the driver would have
+                        raise self.broken
+                    if run.cancelled and not cancel_seen:
+                        cancel_seen = True
+                        ex.cancel()
+                    self._handle()
+                    if self._finished():
+                        break  # every task ended too: a fork child may still be tearing down
+                if not self.events:  # (reported while the turn was held here: handle it now)
+                    bell.wait(0.1)
         finally:
             try:
                 if self.inflight:  # only after an internal error: do not leave work behind
@@ -218,6 +213,46 @@ class PooledStage:
                         self._record(None, load_exception(err), 1, err.traceback, has_item=False)
             finally:
                 ex.close()
+
+    def _handle(self) -> None:
+        """Handle what was reported, in order, then take and submit what the free slots allow
+        (the turn held)."""
+        events = self.events
+        while events:
+            kind, span, arg = events.popleft()
+            if kind == "part":
+                self._on_outcome(span, arg)
+            else:
+                self._on_done(span, arg)
+        if not self.input_done and not self._take():
+            self.input_done = True
+        self._schedule()
+
+    def _finished(self) -> bool:
+        return self.input_done and self.chunks_open == 0 and not self.inflight and not self.events
+
+    def _report(self, kind: str, span: Span, arg: Any) -> None:
+        """An executor's outcome (``part``) or ended task (``done``): the reporting thread
+        handles it itself when the turn is free (no hop to the driver thread), else whoever
+        holds the turn does, before letting go of it."""
+        events, turn = self.events, self.turn
+        events.append((kind, span, arg))
+        if not self.reporter_drives or self.run.cancelled or self.broken is not None:
+            self.bell.set()  # (a cancel: the driver cancels the executor at once)
+            return
+        while events and turn.acquire(False):
+            finished = False
+            try:
+                self._handle()
+                finished = self._finished()
+            except BaseException as exc:  # noqa: BLE001 - the driver raises it
+                self.broken = exc
+                finished = True
+            finally:
+                turn.release()
+            if finished:
+                self.bell.set()  # the driver ends the stage
+                return
 
     def _on_take(self, items: list[Any]) -> None:
         c = Chunk(items, self.turns.number())
@@ -237,13 +272,12 @@ class PooledStage:
             c.items if (span.lo == 0 and span.hi == len(c.items)) else c.items[span.lo : span.hi]
         )
         self.inflight.add(span)
-        events = self.events
         try:
-            fut = self.ex.submit(items, partial(_put_part, events, span))
+            fut = self.ex.submit(items, partial(self._report, "part", span))
         except BaseException as exc:  # noqa: BLE001 - treated like a failed task
             fut = Future()
             fut.set_exception(exc)
-        fut.add_done_callback(partial(_put_done, events, span))
+        fut.add_done_callback(partial(self._report, "done", span))
 
     # -- results ---------------------------------------------------------------------------------
     def _on_outcome(self, span: Span, oc: Outcome) -> None:

@@ -1,0 +1,149 @@
+"""The private line of a process stage: the buffered reader of ``multiprocessing.connection``
+messages both ends use (:class:`process_link.MessageReader`), and the result threads that
+drive the stage themselves (``reporter_drives``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+from multiprocessing.connection import Connection
+
+import pytest
+
+import minigun_nb as mg
+from minigun_nb.executors import process_link
+from minigun_nb.executors.process_link import MessageReader
+from minigun_nb.runtime import dispatch
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def line():
+    a, b = socket.socketpair()
+    writer = Connection(a.detach())
+    yield writer, b
+    writer.close()
+    b.close()
+
+
+def _count_reads(monkeypatch):
+    calls = []
+    real = os.readv
+
+    def readv(fd, buffers):
+        calls.append(fd)
+        return real(fd, buffers)
+
+    monkeypatch.setattr(process_link.os, "readv", readv)
+    return calls
+
+
+def test_messages_sent_together_are_read_with_one_read(line, monkeypatch):
+    writer, raw = line
+    messages = [bytes([k]) * (k * 37) for k in range(10)]  # an empty one first
+    for m in messages:
+        writer.send_bytes(m)
+    calls = _count_reads(monkeypatch)
+    reader = MessageReader(raw.fileno())
+    assert [reader.recv_bytes() for _ in messages] == messages
+    assert len(calls) == 1  # a Connection makes two reads per message: twenty
+
+
+def test_a_message_bigger_than_the_buffer_and_one_into_a_given_buffer(line):
+    writer, raw = line
+    big = os.urandom(300_000)
+    into = os.urandom(50_000)
+
+    def send():
+        writer.send_bytes(b"head")
+        writer.send_bytes(big)
+        writer.send_bytes(into)
+        writer.send_bytes(b"tail")
+
+    t = threading.Thread(target=send)
+    t.start()  # the socket buffer cannot hold it all: the reads interleave with the writes
+    reader = MessageReader(raw.fileno(), size=4096)
+    assert reader.recv_bytes() == b"head"
+    assert reader.recv_bytes() == big
+    target = bytearray(len(into))
+    assert reader.recv_bytes_into(target) == len(into) and target == into
+    assert reader.recv_bytes() == b"tail"
+    t.join(10)
+
+
+def test_the_long_length_form_and_a_buffer_too_small(line):
+    writer, raw = line
+    w = socket.socket(fileno=os.dup(writer.fileno()))
+    w.sendall(struct.pack("!i", -1) + struct.pack("!Q", 5) + b"hello")
+    w.sendall(struct.pack("!i", 8) + b"12345678")
+    w.close()
+    reader = MessageReader(raw.fileno())
+    assert reader.recv_bytes() == b"hello"
+    with pytest.raises(ValueError, match="8 bytes for a buffer of 4"):
+        reader.recv_bytes_into(bytearray(4))
+
+
+def test_the_end_of_the_line_between_messages_and_inside_one(line):
+    writer, raw = line
+    writer.send_bytes(b"whole")
+    w = socket.socket(fileno=os.dup(writer.fileno()))
+    w.sendall(struct.pack("!i", 100) + b"only part")
+    w.close()
+    writer.close()
+    reader = MessageReader(raw.fileno(), size=16)
+    assert reader.recv_bytes() == b"whole"
+    with pytest.raises((EOFError, OSError)):
+        reader.recv_bytes()  # 100 bytes announced, 9 came
+    a, b = socket.socketpair()
+    a.close()
+    with pytest.raises(EOFError):
+        MessageReader(b.fileno()).recv_bytes()
+    b.close()
+
+
+# -- result threads that drive the stage ---------------------------------------------------------
+def test_the_result_threads_route_outcomes_and_take_the_next_chunks(monkeypatch):
+    """With a process stage the outcomes are handled, and the next chunks submitted, mostly on
+    the links' reader threads rather than the driver: nothing lost, order kept."""
+    where = []
+    real = dispatch.PooledStage._on_outcome
+
+    def on_outcome(self, span, oc):
+        where.append(threading.current_thread().name)
+        return real(self, span, oc)
+
+    monkeypatch.setattr(dispatch.PooledStage, "_on_outcome", on_outcome)
+    pipe = mg.Pipeline("reporter-drives")
+
+    @pipe.producer
+    def numbers():
+        yield from range(20_000)
+
+    pipe.processor(abs, name="double", backend="process", workers=2, chunk_size=100,
+                   ordered=True)
+    result = pipe.run(display="none")
+    assert result.ok and result.outputs == list(range(20_000))
+    readers = sum(1 for name in where if name.endswith("-reader"))
+    assert len(where) >= 200 and readers > len(where) // 2, (readers, len(where))
+
+
+def test_an_internal_error_on_a_result_thread_fails_the_run_and_does_not_hang(monkeypatch):
+    def broken(self, span, oc):
+        if threading.current_thread().name.endswith("-reader"):
+            raise RuntimeError("internal: broken on a result thread")
+        return real(self, span, oc)
+
+    real = dispatch.PooledStage._on_outcome
+    monkeypatch.setattr(dispatch.PooledStage, "_on_outcome", broken)
+    pipe = mg.Pipeline("reporter-breaks")
+
+    @pipe.producer
+    def numbers():
+        yield from range(5_000)
+
+    pipe.processor(abs, name="abs", backend="process", workers=2, chunk_size=50)
+    with pytest.raises(RuntimeError, match="internal error.*broken on a result thread"):
+        pipe.run(display="none")
