@@ -155,6 +155,13 @@ class PooledStage:
         return not self.stop_taking
 
     def _wake(self) -> None:
+        """The channel's listener (its next put, close or cancel). The putting thread takes
+        and submits itself when it may and the turn is free (it never routes outcomes here:
+        that could block it on a full queue downstream, and it may be a worker of another
+        stage), else the driver is woken."""
+        if self.reporter_drives and not self.run.cancelled and self.broken is None:
+            if self._drive_here(outcomes=False):
+                return
         self.bell.set()
 
     # -- the driver thread -----------------------------------------------------------------------
@@ -214,11 +221,11 @@ class PooledStage:
             finally:
                 ex.close()
 
-    def _handle(self) -> None:
-        """Handle what was reported, in order, then take and submit what the free slots allow
-        (the turn held)."""
+    def _handle(self, outcomes: bool = True) -> None:
+        """Handle what was reported, in order (unless not ``outcomes``), then take and submit
+        what the free slots allow (the turn held)."""
         events = self.events
-        while events:
+        while outcomes and events:
             kind, span, arg = events.popleft()
             if kind == "part":
                 self._on_outcome(span, arg)
@@ -235,15 +242,25 @@ class PooledStage:
         """An executor's outcome (``part``) or ended task (``done``): the reporting thread
         handles it itself when the turn is free (no hop to the driver thread), else whoever
         holds the turn does, before letting go of it."""
-        events, turn = self.events, self.turn
-        events.append((kind, span, arg))
+        self.events.append((kind, span, arg))
         if not self.reporter_drives or self.run.cancelled or self.broken is not None:
             self.bell.set()  # (a cancel: the driver cancels the executor at once)
             return
-        while events and turn.acquire(False):
+        self._drive_here()
+        # events left: the holder of the turn sees them after it lets go (or the driver does)
+
+    def _drive_here(self, outcomes: bool = True) -> bool:
+        """Drive the stage on this thread while the turn is free and there is something to
+        do. True when this thread did (or the stage's work ended: the driver was woken to
+        finish); False when another thread held the turn (or, not ``outcomes``, outcomes
+        are waiting: the driver was woken for them)."""
+        events, turn = self.events, self.turn
+        first = True
+        while (first or events) and turn.acquire(False):
+            first = False
             finished = False
             try:
-                self._handle()
+                self._handle(outcomes)
                 finished = self._finished()
             except BaseException as exc:  # noqa: BLE001 - the driver raises it
                 self.broken = exc
@@ -252,7 +269,10 @@ class PooledStage:
                 turn.release()
             if finished:
                 self.bell.set()  # the driver ends the stage
-                return
+                return True
+            if not outcomes:
+                return not events
+        return not first
 
     def _on_take(self, items: list[Any]) -> None:
         c = Chunk(items, self.turns.number())

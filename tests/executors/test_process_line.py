@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from multiprocessing.connection import Connection
 
 import pytest
@@ -147,3 +148,38 @@ def test_an_internal_error_on_a_result_thread_fails_the_run_and_does_not_hang(mo
     pipe.processor(abs, name="abs", backend="process", workers=2, chunk_size=50)
     with pytest.raises(RuntimeError, match="internal error.*broken on a result thread"):
         pipe.run(display="none")
+
+
+def test_a_put_that_finds_the_stage_idle_takes_and_submits_on_the_putting_thread(monkeypatch):
+    """The channel's listener: the producer's thread takes and submits the chunks it just
+    delivered (no hop to the driver), while the outcomes are still routed by result threads
+    or the driver, never by the producer (it could block on a full queue downstream)."""
+    from minigun_nb.executors.process import ProcessExecutor
+
+    submitted, routed = [], []
+    real_submit, real_outcome = ProcessExecutor.submit, dispatch.PooledStage._on_outcome
+
+    def submit(self, items, report):
+        submitted.append(threading.current_thread().name)
+        return real_submit(self, items, report)
+
+    def on_outcome(self, span, oc):
+        routed.append(threading.current_thread().name)
+        return real_outcome(self, span, oc)
+
+    monkeypatch.setattr(ProcessExecutor, "submit", submit)
+    monkeypatch.setattr(dispatch.PooledStage, "_on_outcome", on_outcome)
+    pipe = mg.Pipeline("put-drives")
+
+    @pipe.producer
+    def slow():
+        for i in range(60):
+            if i % 10 == 0:
+                time.sleep(0.02)  # the stage runs dry: its next chunk comes with a put
+            yield i
+
+    pipe.processor(abs, name="abs", backend="process", workers=2, chunk_size=5)
+    result = pipe.run(display="none")
+    assert result.ok and sorted(result.outputs) == list(range(60))
+    assert any("-slow-" in name for name in submitted), submitted
+    assert not any("-slow-" in name for name in routed), routed
