@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from typing import Any, ClassVar, Protocol
 # the cross-process contract lives in the stage-function layer; named here for the backends
 from ..stagefn.outcome import ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
 
-__all__ = ["ErrorInfo", "Executor", "ExecutorSpec", "Job", "Outcome", "TaskCancelled", "WorkerDied"]
+__all__ = ["ErrorInfo", "Executor", "ExecutorSpec", "Job", "Outcome", "TaskCancelled", "WorkerDied",
+           "drives_here", "may_drive_here"]
 
 @dataclass(frozen=True)
 class ExecutorSpec:
@@ -43,6 +45,20 @@ class ExecutorSpec:
     worker_idle_timeout: float = 300.0
     log_extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
     dask_client: Any = field(default=None, compare=False)
+
+
+_marks = threading.local()
+
+
+def may_drive_here() -> None:
+    """Mark the calling thread as one of an executor's own with nothing else to do: a report
+    it makes may go on to route the outcome and submit the next chunk (``reporter_drives``).
+    Never for a thread that others wait on (a loky callback thread, the driver itself)."""
+    _marks.drives = True
+
+
+def drives_here() -> bool:
+    return getattr(_marks, "drives", False)
 
 
 class Executor(Protocol):
@@ -68,11 +84,11 @@ class Executor(Protocol):
     #: True when chunks are pickled on their way (the driver then keeps each task's pickled
     #: size under a bound, using :attr:`item_bytes`)
     moves_bytes: ClassVar[bool]
-    #: True when the thread that reports an outcome or ends a task is one of the executor's
-    #: own with nothing else to do (a link's reader, a fork child's waiter): it then drives
-    #: the stage itself (routes the outcome, takes and submits the next chunk) when the driver
-    #: is idle, saving a thread hop per chunk. False for a thread that serves others (an
-    #: asyncio loop, Dask's client loop): the driver thread is woken instead
+    #: True when other threads may drive the stage (take and submit chunks; route outcomes
+    #: on a thread marked with :func:`may_drive_here`: a link's reader, a fork child's waiter,
+    #: threads of the executor's own with nothing else to do), saving a hop to the driver per
+    #: chunk. False when reports come from a thread that serves others (an asyncio loop,
+    #: Dask's client loop): the driver thread is woken instead
     reporter_drives: ClassVar[bool]
     #: pickled bytes per item so far (items or results, the larger); 0.0 until measured, and
     #: always for a backend that does not move bytes

@@ -23,7 +23,7 @@ from typing import Any
 from ..stagefn.outcome import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, TaskCancelled, WorkerDied
 from ..stagefn.wire import read_exact, read_payload, unpack
 from ..stagefn.worker import fork_child
-from .base import ExecutorSpec
+from .base import ExecutorSpec, may_drive_here
 
 log = logging.getLogger("minigun_nb")
 
@@ -92,6 +92,7 @@ class ForkExecutor:
         return fut
 
     def _run(self, items: list[Any], report: Callable[[Outcome], None], fut: Future[None]) -> None:
+        may_drive_here()  # this thread only waits for its child: its reports may drive
         try:
             r, w = os.pipe()
             _grow_pipe(w)

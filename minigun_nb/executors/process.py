@@ -39,7 +39,7 @@ from ..stagefn.outcome import TIMEOUT_EXIT, ErrorInfo, Job, Outcome, TaskCancell
 from ..stagefn.sampling import running_mean
 from ..stagefn.wire import dump_items, payload_size, unpack
 from . import process_link
-from .base import ExecutorSpec
+from .base import ExecutorSpec, may_drive_here
 from .process_pool import get_pool
 
 log = logging.getLogger("minigun_nb")
@@ -75,10 +75,27 @@ def _recv_exactly(sock: socket.socket, n: int, deadline: float) -> bytes:
     return data
 
 
+def _send_buffer(conn: Any) -> int:
+    """The kernel's socket send buffer of a connection, in bytes (0 when unknown)."""
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+    except OSError:
+        return 0
+    try:
+        # a socket object made under socket.setdefaulttimeout() makes the descriptor, which
+        # the copy shares with the connection, non-blocking: make it blocking again at once
+        sock.setblocking(True)
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+    except OSError:
+        return 0
+    finally:
+        sock.close()
+
+
 class _Task:
     """A chunk on its way to a worker and back."""
 
-    __slots__ = ("fut", "blob", "report", "moved", "big")
+    __slots__ = ("fut", "blob", "report", "moved", "size", "big")
 
     def __init__(self, fut: Future[None], blob: Any, report: Callable[[Outcome], None],
                  moved: float, size: int) -> None:
@@ -86,6 +103,7 @@ class _Task:
         self.blob = blob
         self.report = report
         self.moved = moved
+        self.size = size
         self.big = size > BIG_PAYLOAD
 
 
@@ -106,6 +124,10 @@ class _Link:
         self.alive = True
         self.served = 0
         self.replies: deque[bytes] = deque()
+        # the reader may write a chunk to its own worker only when the socket surely takes it
+        # at once (with the one before it): a write that waited for the worker, while the
+        # worker waits to write a result to this very reader, would never end
+        self.own_direct = _send_buffer(conn) // 4
         name = f"mg-{ex.name}-w{pid}"
         self.reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
         self.sender = threading.Thread(target=self._send_loop, name=f"{name}-sender",
@@ -127,7 +149,8 @@ class _Link:
                 return False
             if isinstance(task, _Task):
                 self.inflight.append(task)
-                direct = direct and not task.big
+                direct = direct and not task.big and (
+                    task.size <= self.own_direct or threading.get_ident() != self.reader.ident)
             else:
                 direct = False
             if not direct or self.sending or self.outbox:
@@ -182,8 +205,9 @@ class _Link:
 
     # -- receiving -----------------------------------------------------------------------------
     def _read(self) -> None:
+        may_drive_here()  # a report from here may route it and submit the next chunk
         conn, ex = self.conn, self.ex
-        lines = process_link.MessageReader(conn.fileno())
+        lines = process_link.reader(conn)
         try:
             while True:
                 try:

@@ -120,6 +120,12 @@ def connect(address: Any, key: bytes) -> Any:
     return conn
 
 
+def reader(conn: Any) -> Any:
+    """What reads ``conn``'s messages: a :class:`MessageReader` on its descriptor, or the
+    connection itself where ``os.readv`` is missing (Windows: a socket is not a file there)."""
+    return MessageReader(conn.fileno()) if hasattr(os, "readv") else conn
+
+
 def recv_payload(conn: Any, frame: bytes, offset: int) -> Payload:  # conn: or a MessageReader
     """The payload whose first message is ``frame`` (its framing starts at ``offset``)."""
     payload = read_payload(BufferReader(frame, offset, conn.recv_bytes_into))
@@ -156,7 +162,7 @@ def serve(address: Any, key: bytes, serial: int, token: str, blob: bytes) -> int
     served = 0
     try:
         conn.send_bytes(b"H" + pickle.dumps((serial, os.getpid())))
-        lines = MessageReader(conn.fileno())
+        lines = reader(conn)
         while True:
             try:
                 frame = lines.recv_bytes()

@@ -1,8 +1,9 @@
 """Driving a pooled stage: one whose function an executor runs (process, fork, async, dask).
 
 One thread per stage in the kernel, the *driver*; whoever holds the stage's *turn* drives it:
-the driver, or an executor thread that just reported (``reporter_drives``: a loky link's
-reader, a fork child's waiter), which saves a hop to the driver per chunk. It takes chunks
+the driver, or an executor thread that just reported (``reporter_drives``, on a thread marked
+with ``may_drive_here``: a loky link's reader, a fork child's waiter; never a loky callback
+thread), which saves a hop to the driver per chunk. It takes chunks
 from the stage's channel while a chunk slot is free (``workers * executor.depth`` chunks in
 flight at most, so the backpressure bound holds; an empty channel calls it back on its next
 put), submits them to the executor and turns what comes back into exactly what a thread worker produces: the same
@@ -27,6 +28,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ..executors import ExecutorSpec, make_executor
+from ..executors.base import drives_here
 from ..observe.events import ChunkProcessed, ItemsTaken
 from ..stagefn.outcome import Job, Outcome, TaskCancelled, load_exception
 from .chunking import Turns, fair_share, learn
@@ -243,7 +245,8 @@ class PooledStage:
         handles it itself when the turn is free (no hop to the driver thread), else whoever
         holds the turn does, before letting go of it."""
         self.events.append((kind, span, arg))
-        if not self.reporter_drives or self.run.cancelled or self.broken is not None:
+        if (not self.reporter_drives or not drives_here() or self.run.cancelled
+                or self.broken is not None):
             self.bell.set()  # (a cancel: the driver cancels the executor at once)
             return
         self._drive_here()

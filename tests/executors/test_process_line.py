@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection
 
+import cloudpickle
 import pytest
 
 import minigun_nb as mg
@@ -19,6 +21,8 @@ from minigun_nb.executors.process_link import MessageReader
 from minigun_nb.runtime import dispatch
 
 pytestmark = pytest.mark.timeout(120)
+# functions of this module travel by value, as a notebook's do (workers never import tests)
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture
@@ -183,3 +187,66 @@ def test_a_put_that_finds_the_stage_idle_takes_and_submits_on_the_putting_thread
     assert result.ok and sorted(result.outputs) == list(range(60))
     assert any("-slow-" in name for name in submitted), submitted
     assert not any("-slow-" in name for name in routed), routed
+
+
+def _slow_grow(b):
+    time.sleep(0.005)
+    return b * 6  # a result bigger than the worker's socket buffer holds
+
+
+def test_a_reader_never_blocks_on_a_write_to_its_own_busy_worker(monkeypatch):
+    """With a small socket buffer (macOS has 8 KiB) a chunk the reader wrote to its own worker
+    would wait for that worker, which waits to write its result to that reader: such chunks go
+    through the link's sender thread."""
+    from minigun_nb.executors import process
+
+    real_init = process._Link.__init__
+
+    def small_buffer(self, ex, conn, serial, pid):
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.close()
+        real_init(self, ex, conn, serial, pid)
+
+    monkeypatch.setattr(process._Link, "__init__", small_buffer)
+    pipe = mg.Pipeline("small-socket-buffer")
+
+    @pipe.producer
+    def blobs():
+        for i in range(60):
+            yield bytes([i]) * 60_000  # under the 64 KB the sender thread takes anyway
+
+    pipe.processor(_slow_grow, name="grow", backend="process", workers=1, chunk_size=1)
+    result = pipe.run(display="none")
+    assert result.ok and len(result.outputs) == 60
+
+
+def _crash_some(x):
+    if x % 7 == 3:
+        os._exit(3)
+    return x
+
+
+def test_a_loky_callback_thread_never_drives_the_stage(monkeypatch):
+    """After a crash loky's own threads fail the chunks no worker will take; they wake the
+    driver instead of routing and submitting (a loky thread must not replace its own pool)."""
+    threads = []
+    real = dispatch.PooledStage._handle
+
+    def handle(self, outcomes=True):
+        threads.append(threading.current_thread().name)
+        return real(self, outcomes)
+
+    monkeypatch.setattr(dispatch.PooledStage, "_handle", handle)
+    pipe = mg.Pipeline("crashing-workers")
+
+    @pipe.producer
+    def numbers():
+        yield from range(40)
+
+    pipe.processor(_crash_some, name="crashy", backend="process", workers=3, chunk_size=4,
+                   crash_retries=1)
+    result = pipe.run(display="none")
+    assert sorted(result.outputs) == [x for x in range(40) if x % 7 != 3]
+    assert len(result.errors) == len([x for x in range(40) if x % 7 == 3])
+    assert threads and all(name.startswith("mg-") for name in threads), set(threads)
