@@ -10,7 +10,6 @@ these machines, on two cores the workers also need::
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import resource
 import statistics
@@ -23,9 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.dirname(HERE))
 
-import bench_workloads as bw  # noqa: E402
-
-import minigun_nb as mg  # noqa: E402
+from probe_w4_cpu import w4_cases  # noqa: E402
 
 
 def switches(me: psutil.Process) -> tuple[int, int]:
@@ -41,23 +38,10 @@ def switches(me: psutil.Process) -> tuple[int, int]:
 
 
 def main(n: int, runs: int) -> None:
-    pipe = mg.Pipeline("w4")
-
-    @pipe.producer
-    def numbers():
-        yield from range(n)
-
-    pipe.processor(bw.inc, name="plus_one", backend="process", workers=2)
-    pool = multiprocessing.Pool(2)
-    cases = {
-        "Pool.imap": lambda: list(pool.imap(bw.inc, range(n), chunksize=1000)),
-        "minigun_nb": lambda: pipe.run(display="none"),
-    }
+    cases, close = w4_cases(n)
     me = psutil.Process()
     got: dict[str, list[tuple[float, int, int]]] = {name: [] for name in cases}
     try:
-        for fn in cases.values():
-            fn()  # warm: pools started, functions shipped
         for _ in range(runs):
             for name, fn in cases.items():
                 k0, w0 = switches(me)
@@ -67,8 +51,7 @@ def main(n: int, runs: int) -> None:
                 k1, w1 = switches(me)
                 got[name].append((wall, k1 - k0, w1 - w0))
     finally:
-        pool.terminate()
-        mg.shutdown()
+        close()
     for name, rows in got.items():
         wall, kernel, workers = (statistics.median(col) for col in zip(*rows, strict=True))
         print(f"{name:10s} wall {wall:.3f} s  kernel switches {kernel:,.0f}  "

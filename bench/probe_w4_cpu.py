@@ -16,6 +16,8 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 
@@ -41,7 +43,8 @@ def cpu(me: psutil.Process) -> tuple[float, float]:
     return t.user + t.system, kids
 
 
-def main(n: int) -> None:
+def w4_cases(n: int) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
+    """W4 and its reference, warm, as callables by name; and what closes them."""
     pipe = mg.Pipeline("w4")
 
     @pipe.producer
@@ -54,10 +57,20 @@ def main(n: int) -> None:
         "Pool.imap": lambda: list(pool.imap(bw.inc, range(n), chunksize=1000)),
         "minigun_nb": lambda: pipe.run(display="none"),
     }
+    for fn in cases.values():
+        fn()  # warm: pools started, functions shipped
+
+    def close() -> None:
+        pool.terminate()
+        mg.shutdown()
+
+    return cases, close
+
+
+def main(n: int) -> None:
+    cases, close = w4_cases(n)
     me = psutil.Process()
     try:
-        for fn in cases.values():
-            fn()  # warm: pools started, functions shipped
         for _ in range(3):
             for name, fn in cases.items():
                 k0, w0 = cpu(me)
@@ -68,8 +81,7 @@ def main(n: int) -> None:
                 print(f"{name:10s} wall {wall:.3f} s  kernel CPU {k1 - k0:.3f} s "
                       f"({(k1 - k0) / wall:.2f} cores)  workers CPU {w1 - w0:.3f} s")
     finally:
-        pool.terminate()
-        mg.shutdown()
+        close()
 
 
 if __name__ == "__main__":

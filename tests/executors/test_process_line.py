@@ -109,18 +109,24 @@ def test_the_end_of_the_line_between_messages_and_inside_one(line):
     b.close()
 
 
+def _threads_calling(monkeypatch, cls, name):
+    """The names of the threads that call ``cls.name`` from now on, in call order."""
+    names = []
+    real = getattr(cls, name)
+
+    def recording(self, *args, **kwargs):
+        names.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, recording)
+    return names
+
+
 # -- result threads that drive the stage ---------------------------------------------------------
 def test_the_result_threads_route_outcomes_and_take_the_next_chunks(monkeypatch):
     """With a process stage the outcomes are handled, and the next chunks submitted, mostly on
     the links' reader threads rather than the driver: nothing lost, order kept."""
-    where = []
-    real = dispatch.PooledStage._on_outcome
-
-    def on_outcome(self, span, oc):
-        where.append(threading.current_thread().name)
-        return real(self, span, oc)
-
-    monkeypatch.setattr(dispatch.PooledStage, "_on_outcome", on_outcome)
+    where = _threads_calling(monkeypatch, dispatch.PooledStage, "_on_outcome")
     pipe = mg.Pipeline("reporter-drives")
 
     @pipe.producer
@@ -160,19 +166,8 @@ def test_a_put_that_finds_the_stage_idle_takes_and_submits_on_the_putting_thread
     or the driver, never by the producer (it could block on a full queue downstream)."""
     from minigun_nb.executors.process import ProcessExecutor
 
-    submitted, routed = [], []
-    real_submit, real_outcome = ProcessExecutor.submit, dispatch.PooledStage._on_outcome
-
-    def submit(self, items, report):
-        submitted.append(threading.current_thread().name)
-        return real_submit(self, items, report)
-
-    def on_outcome(self, span, oc):
-        routed.append(threading.current_thread().name)
-        return real_outcome(self, span, oc)
-
-    monkeypatch.setattr(ProcessExecutor, "submit", submit)
-    monkeypatch.setattr(dispatch.PooledStage, "_on_outcome", on_outcome)
+    submitted = _threads_calling(monkeypatch, ProcessExecutor, "submit")
+    routed = _threads_calling(monkeypatch, dispatch.PooledStage, "_on_outcome")
     pipe = mg.Pipeline("put-drives")
 
     @pipe.producer
@@ -230,14 +225,7 @@ def _crash_some(x):
 def test_a_loky_callback_thread_never_drives_the_stage(monkeypatch):
     """After a crash loky's own threads fail the chunks no worker will take; they wake the
     driver instead of routing and submitting (a loky thread must not replace its own pool)."""
-    threads = []
-    real = dispatch.PooledStage._handle
-
-    def handle(self, outcomes=True):
-        threads.append(threading.current_thread().name)
-        return real(self, outcomes)
-
-    monkeypatch.setattr(dispatch.PooledStage, "_handle", handle)
+    threads = _threads_calling(monkeypatch, dispatch.PooledStage, "_handle")
     pipe = mg.Pipeline("crashing-workers")
 
     @pipe.producer
