@@ -75,23 +75,6 @@ def _recv_exactly(sock: socket.socket, n: int, deadline: float) -> bytes:
     return data
 
 
-def _send_buffer(conn: Any) -> int:
-    """The kernel's socket send buffer of a connection, in bytes (0 when unknown)."""
-    try:
-        sock = socket.socket(fileno=os.dup(conn.fileno()))
-    except OSError:
-        return 0
-    try:
-        # a socket object made under socket.setdefaulttimeout() makes the descriptor, which
-        # the copy shares with the connection, non-blocking: make it blocking again at once
-        sock.setblocking(True)
-        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
-    except OSError:
-        return 0
-    finally:
-        sock.close()
-
-
 class _Task:
     """A chunk on its way to a worker and back."""
 
@@ -112,7 +95,8 @@ class _Link:
     (its answers come back in that order), a reader thread, and a sender thread for the
     payloads that could block the driver."""
 
-    def __init__(self, ex: ProcessExecutor, conn: Any, serial: int, pid: int) -> None:
+    def __init__(self, ex: ProcessExecutor, conn: Any, serial: int, pid: int,
+                 send_buffer: int = 0) -> None:
         self.ex = ex
         self.conn = conn
         self.serial = serial
@@ -127,7 +111,7 @@ class _Link:
         # the reader may write a chunk to its own worker only when the socket surely takes it
         # at once (with the one before it): a write that waited for the worker, while the
         # worker waits to write a result to this very reader, would never end
-        self.own_direct = _send_buffer(conn) // 4
+        self.own_direct = send_buffer // 4
         name = f"mg-{ex.name}-w{pid}"
         self.reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
         self.sender = threading.Thread(target=self._send_loop, name=f"{name}-sender",
@@ -319,11 +303,12 @@ class ProcessExecutor:
                     raise ValueError("not one of ours")
                 serial, pid = pickle.loads(_recv_frame(raw, 256, deadline)[1:])
                 raw.setblocking(True)
+                send_buffer = raw.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
             except Exception:  # noqa: BLE001 - not one of ours, silent, or it died on the way
                 raw.close()
                 continue
             conn = Connection(raw.detach())
-            link = _Link(self, conn, serial, pid)
+            link = _Link(self, conn, serial, pid, send_buffer)
             log.debug("worker process %d connected to %s", pid, self.name, extra=self.extra)
             with self.lock:
                 self.starting = max(0, self.starting - 1)

@@ -3,10 +3,10 @@
 One thread per stage in the kernel, the *driver*; whoever holds the stage's *turn* drives it:
 the driver, or an executor thread that just reported (``reporter_drives``, on a thread marked
 with ``may_drive_here``: a loky link's reader, a fork child's waiter; never a loky callback
-thread), which saves a hop to the driver per chunk. It takes chunks
-from the stage's channel while a chunk slot is free (``workers * executor.depth`` chunks in
-flight at most, so the backpressure bound holds; an empty channel calls it back on its next
-put), submits them to the executor and turns what comes back into exactly what a thread worker produces: the same
+thread), which saves a hop to the driver per chunk. It takes chunks from the stage's channel
+while a chunk slot is free (``workers * executor.depth`` chunks in flight at most, so the
+backpressure bound holds; an empty channel calls it back on its next put), submits them to
+the executor and turns what comes back into exactly what a thread worker produces: the same
 routing (static, fan-out policies, dynamic ``mg.to``/``output.to`` resolved here), the same
 events (ItemsTaken, ChunkProcessed with per-item latencies), the same error rows (remote type
 name, message and traceback, the worker's pid and host, :mod:`.worker_errors`), the same
@@ -59,8 +59,6 @@ def driver_count(st: StageRun) -> int:
 def pooled_loop(st: StageRun, index: int) -> None:
     """The driver thread of a pooled stage."""
     st.pooled.drive()
-
-
 
 
 def drop_items(out: Any, ends: Any, drop: list[int]) -> list[Any]:
@@ -253,10 +251,9 @@ class PooledStage:
         # events left: the holder of the turn sees them after it lets go (or the driver does)
 
     def _drive_here(self, outcomes: bool = True) -> bool:
-        """Drive the stage on this thread while the turn is free and there is something to
-        do. True when this thread did (or the stage's work ended: the driver was woken to
-        finish); False when another thread held the turn (or, not ``outcomes``, outcomes
-        are waiting: the driver was woken for them)."""
+        """Drive the stage on this thread while the turn is free and events wait. False when
+        it left something to the driver: another thread held the turn at first, or (not
+        ``outcomes``) events wait that this thread must not handle."""
         events, turn = self.events, self.turn
         first = True
         while (first or events) and turn.acquire(False):

@@ -197,11 +197,12 @@ def test_a_reader_never_blocks_on_a_write_to_its_own_busy_worker(monkeypatch):
 
     real_init = process._Link.__init__
 
-    def small_buffer(self, ex, conn, serial, pid):
+    def small_buffer(self, ex, conn, serial, pid, send_buffer=0):
         sock = socket.socket(fileno=os.dup(conn.fileno()))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        real_init(self, ex, conn, serial, pid,
+                  sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
         sock.close()
-        real_init(self, ex, conn, serial, pid)
 
     monkeypatch.setattr(process._Link, "__init__", small_buffer)
     pipe = mg.Pipeline("small-socket-buffer")
